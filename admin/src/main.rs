@@ -1,0 +1,74 @@
+//! `llmchat-admin`: operator commands run against the configured table
+//! (`LLMCHAT_TABLE_NAME`, `DYNAMODB_ENDPOINT` locally).
+//!
+//! ```text
+//! llmchat-admin create-table
+//! llmchat-admin issue-key --owner <owner>     # the key is the last line of stdout
+//! llmchat-admin revoke-key --key-id <key id>
+//! llmchat-admin openapi                       # the OpenAPI document as YAML
+//! ```
+
+use std::process::ExitCode;
+
+use llmchat::auth;
+use llmchat::config::Config;
+use llmchat::domain::{OwnerId, Timestamp};
+use llmchat::store::{ApiKeyRepository, DynamoStore, StoreError, schema};
+
+const USAGE: &str = "usage: llmchat-admin create-table | issue-key --owner <owner> | revoke-key --key-id <id> | openapi";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("llmchat-admin: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: &[String]) -> Result<(), String> {
+    let command = args.first().map(String::as_str).ok_or(USAGE)?;
+    if command == "openapi" {
+        print!("{}", llmchat::openapi::yaml());
+        return Ok(());
+    }
+    let config = Config::from_env().map_err(|e| e.to_string())?;
+    let client = DynamoStore::client_for(config.dynamodb_endpoint.as_deref()).await;
+    let store = DynamoStore::new(client, config.table_name.clone());
+    let storage = |e: StoreError| format!("table {}: {e}", config.table_name);
+    match command {
+        "create-table" => {
+            let created = schema::create_table(store.client(), store.table()).await.map_err(storage)?;
+            let verb = if created { "created" } else { "already exists" };
+            eprintln!("table {} {verb}", store.table());
+        }
+        "issue-key" => {
+            let owner = OwnerId::parse(&flag(args, "--owner")?).map_err(|e| e.to_string())?;
+            let issued = auth::issue_key(owner).map_err(|e| format!("no randomness: {e}"))?;
+            store.put_api_key(&issued.record).await.map_err(storage)?;
+            eprintln!("issued key {} for owner {}", issued.record.key_id, issued.record.owner);
+            println!("{}", issued.key);
+        }
+        "revoke-key" => {
+            let key_id = flag(args, "--key-id")?;
+            match store.revoke_api_key(&key_id, Timestamp::now()).await {
+                Ok(()) => eprintln!("revoked key {key_id}"),
+                Err(StoreError::NotFound) => return Err(format!("no key with id {key_id}")),
+                Err(e) => return Err(storage(e)),
+            }
+        }
+        _ => return Err(USAGE.to_owned()),
+    }
+    Ok(())
+}
+
+fn flag(args: &[String], name: &str) -> Result<String, String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .ok_or_else(|| format!("{name} <value> is required\n{USAGE}"))
+}

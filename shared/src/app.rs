@@ -1,0 +1,26 @@
+//! What a function builds once at cold start and shares across invocations.
+
+use crate::config::Config;
+use crate::store::DynamoStore;
+use crate::telemetry;
+
+pub struct App<S = DynamoStore> {
+    pub config: Config,
+    pub store: S,
+}
+
+impl App<DynamoStore> {
+    /// Reads the configuration, starts logging and builds the DynamoDB client.
+    /// A bad variable stops the function here, naming the variable.
+    pub async fn cold_start() -> Result<Self, lambda_http::Error> {
+        let config = Config::from_env()?;
+        telemetry::init(config.log_format);
+        Ok(Self::with_config(config).await)
+    }
+
+    pub async fn with_config(config: Config) -> Self {
+        let client = DynamoStore::client_for(config.dynamodb_endpoint.as_deref()).await;
+        let store = DynamoStore::new(client, config.table_name.clone());
+        App { config, store }
+    }
+}

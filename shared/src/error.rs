@@ -1,0 +1,167 @@
+//! The one error type of the HTTP boundary and its problem+json form (RFC 9457).
+//!
+//! Every route returns `Result<_, ApiError>`; [`crate::http`] turns the error
+//! into a response. Internal causes are logged, never put in a body.
+
+use http::StatusCode;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::store::StoreError;
+
+/// Machine-readable problem codes, stable across releases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemCode {
+    InvalidRequest,
+    Unauthorized,
+    NotFound,
+    MethodNotAllowed,
+    UnsupportedMediaType,
+    PayloadTooLarge,
+    ReplyInProgress,
+    StorageUnavailable,
+    Internal,
+}
+
+impl ProblemCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProblemCode::InvalidRequest => "invalid_request",
+            ProblemCode::Unauthorized => "unauthorized",
+            ProblemCode::NotFound => "not_found",
+            ProblemCode::MethodNotAllowed => "method_not_allowed",
+            ProblemCode::UnsupportedMediaType => "unsupported_media_type",
+            ProblemCode::PayloadTooLarge => "payload_too_large",
+            ProblemCode::ReplyInProgress => "reply_in_progress",
+            ProblemCode::StorageUnavailable => "storage_unavailable",
+            ProblemCode::Internal => "internal",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request cannot be read: malformed JSON, a bad id, query or cursor.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The request was read but a value breaks a rule or a limit.
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("content-type must be application/json")]
+    UnsupportedMediaType,
+    #[error("a valid API key is required: send `Authorization: Bearer <key>`")]
+    Unauthorized,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("method {0} is not allowed on this resource")]
+    MethodNotAllowed(String),
+    #[error("{1}")]
+    Conflict(ProblemCode, String),
+    #[error("storage is unavailable, try again shortly")]
+    StorageUnavailable(#[source] StoreError),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(..) => StatusCode::CONFLICT,
+            ApiError::StorageUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> ProblemCode {
+        match self {
+            ApiError::BadRequest(_) | ApiError::Unprocessable(_) => ProblemCode::InvalidRequest,
+            ApiError::PayloadTooLarge { .. } => ProblemCode::PayloadTooLarge,
+            ApiError::UnsupportedMediaType => ProblemCode::UnsupportedMediaType,
+            ApiError::Unauthorized => ProblemCode::Unauthorized,
+            ApiError::NotFound(_) => ProblemCode::NotFound,
+            ApiError::MethodNotAllowed(_) => ProblemCode::MethodNotAllowed,
+            ApiError::Conflict(code, _) => *code,
+            ApiError::StorageUnavailable(_) => ProblemCode::StorageUnavailable,
+            ApiError::Internal(_) => ProblemCode::Internal,
+        }
+    }
+
+    /// The problem document sent to the client.
+    pub fn to_problem(&self, request_id: &str) -> Problem {
+        let status = self.status();
+        let code = self.code();
+        Problem {
+            r#type: format!("urn:llmchat:problem:{}", code.as_str()),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            code,
+            request_id: request_id.to_owned(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound => ApiError::NotFound("resource"),
+            other => ApiError::StorageUnavailable(other),
+        }
+    }
+}
+
+/// `application/problem+json` body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem: `urn:llmchat:problem:<code>`.
+    #[schema(example = "urn:llmchat:problem:not_found")]
+    pub r#type: String,
+    /// Short summary: the HTTP reason phrase.
+    #[schema(example = "Not Found")]
+    pub title: String,
+    /// The HTTP status code.
+    #[schema(example = 404)]
+    pub status: u16,
+    /// What went wrong, for a person.
+    #[schema(example = "session not found")]
+    pub detail: String,
+    /// What went wrong, for a program.
+    pub code: ProblemCode,
+    /// The request id, to find the request in the logs.
+    pub request_id: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problem_never_leaks_the_internal_cause() {
+        let err = ApiError::Internal("secret table arn:aws:dynamodb:xyz".into());
+        let p = err.to_problem("req-1");
+        assert_eq!(p.status, 500);
+        assert_eq!(p.detail, "internal error");
+        assert!(!serde_json::to_string(&p).unwrap().contains("arn:aws"));
+    }
+
+    #[test]
+    fn codes_and_statuses_agree() {
+        let p = ApiError::Unprocessable("title is too long".into()).to_problem("r");
+        assert_eq!((p.status, p.code, p.r#type.as_str()), (422, ProblemCode::InvalidRequest, "urn:llmchat:problem:invalid_request"));
+        let p = ApiError::PayloadTooLarge { limit: 10 }.to_problem("r");
+        assert_eq!((p.status, p.code), (413, ProblemCode::PayloadTooLarge));
+        let json = serde_json::to_value(ApiError::Unauthorized.to_problem("r")).unwrap();
+        assert_eq!(json["code"], "unauthorized");
+        assert_eq!(json["request_id"], "r");
+    }
+}

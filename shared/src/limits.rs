@@ -1,0 +1,30 @@
+//! Every bound the API enforces, in one place. The README's limits table and
+//! the OpenAPI document (`maxLength`, `maximum`) are generated from or checked
+//! against these constants.
+
+/// Largest request body accepted, in bytes. Larger bodies get 413.
+pub const MAX_REQUEST_BODY_BYTES: usize = 256 * 1024;
+/// Longest session title, in characters.
+pub const MAX_TITLE_CHARS: usize = 200;
+/// Longest system prompt, in characters.
+pub const MAX_SYSTEM_PROMPT_CHARS: usize = 16_000;
+/// Longest model name, in characters.
+pub const MAX_MODEL_NAME_CHARS: usize = 128;
+/// Most metadata entries on one session.
+pub const MAX_METADATA_ENTRIES: usize = 32;
+/// Longest metadata key, in characters.
+pub const MAX_METADATA_KEY_CHARS: usize = 64;
+/// Longest metadata value, in characters.
+pub const MAX_METADATA_VALUE_CHARS: usize = 1_024;
+/// Most stop sequences in model options.
+pub const MAX_STOP_SEQUENCES: usize = 8;
+/// Longest stop sequence, in characters.
+pub const MAX_STOP_SEQUENCE_CHARS: usize = 64;
+/// Page size used when a list request gives no `limit`.
+pub const DEFAULT_PAGE_SIZE: u32 = 20;
+/// Largest `limit` a list request may ask for.
+pub const MAX_PAGE_SIZE: u32 = 100;
+/// Longest `cursor` accepted; real cursors are far shorter.
+pub const MAX_CURSOR_CHARS: usize = 512;
+/// Longest owner id (API-key owner name or authorizer subject).
+pub const MAX_OWNER_CHARS: usize = 128;

@@ -1,0 +1,76 @@
+//! Session use cases, independent of HTTP: what create, list, read, change
+//! and delete mean for an owner.
+
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::domain::{CreateSession, DEFAULT_TITLE, OwnerId, Page, Session, SessionView, Timestamp, UpdateSession};
+use crate::error::ApiError;
+use crate::store::{SessionCursor, SessionRepository, StoreError};
+
+fn session_error(err: StoreError) -> ApiError {
+    match err {
+        StoreError::NotFound => ApiError::NotFound("session"),
+        other => ApiError::from(other),
+    }
+}
+
+pub async fn create<R: SessionRepository>(
+    repo: &R,
+    config: &Config,
+    owner: OwnerId,
+    input: CreateSession,
+) -> Result<Session, ApiError> {
+    input.validate().map_err(|e| ApiError::Unprocessable(e.0))?;
+    let now = Timestamp::now();
+    let session = Session {
+        id: Uuid::new_v4(),
+        owner,
+        title: input.title.unwrap_or_else(|| DEFAULT_TITLE.to_owned()),
+        model: input.model.unwrap_or_else(|| config.default_model.clone()),
+        system_prompt: input.system_prompt,
+        options: input.options.unwrap_or_default(),
+        metadata: input.metadata.unwrap_or_default(),
+        created_at: now,
+        updated_at: now,
+        last_seq: 0,
+        expires_at: config.session_ttl.map(|ttl| now.plus(ttl)),
+    };
+    repo.create_session(&session).await.map_err(session_error)?;
+    Ok(session)
+}
+
+pub async fn get<R: SessionRepository>(repo: &R, owner: &OwnerId, id: Uuid) -> Result<Session, ApiError> {
+    repo.get_session(owner, id).await.map_err(session_error)
+}
+
+pub async fn list<R: SessionRepository>(
+    repo: &R,
+    owner: &OwnerId,
+    limit: u32,
+    cursor: Option<&str>,
+) -> Result<Page<SessionView>, ApiError> {
+    let after = cursor.map(SessionCursor::decode).transpose().map_err(|e| ApiError::BadRequest(e.0))?;
+    let listed = repo.list_sessions(owner, limit, after).await.map_err(session_error)?;
+    Ok(Page {
+        items: listed.items.iter().map(SessionView::from).collect(),
+        next_cursor: listed.next.map(|c| c.encode()),
+    })
+}
+
+pub async fn update<R: SessionRepository>(
+    repo: &R,
+    owner: &OwnerId,
+    id: Uuid,
+    patch: UpdateSession,
+) -> Result<Session, ApiError> {
+    patch.validate().map_err(|e| ApiError::Unprocessable(e.0))?;
+    let mut session = get(repo, owner, id).await?;
+    patch.apply(&mut session);
+    session.updated_at = Timestamp::now();
+    repo.update_session(&session).await.map_err(session_error)
+}
+
+pub async fn delete<R: SessionRepository>(repo: &R, owner: &OwnerId, id: Uuid) -> Result<(), ApiError> {
+    repo.delete_session(owner, id).await.map_err(session_error)
+}

@@ -1,0 +1,480 @@
+//! DynamoDB implementation of the repositories. Conversions between domain
+//! types and items live here and nowhere else.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, ReturnValue, WriteRequest};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::schema::*;
+use super::{ApiKeyRecord, ApiKeyRepository, Listed, SessionCursor, SessionRepository, StoreError, StoreProbe};
+use crate::domain::{Metadata, ModelOptions, OwnerId, Session, Timestamp};
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Most items one BatchWriteItem call accepts.
+const BATCH_WRITE_MAX: usize = 25;
+/// How often unprocessed batch items are retried before giving up.
+const BATCH_RETRIES: u32 = 8;
+
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore { client, table: table.into() }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Builds the SDK client: the default AWS chain when deployed, fixed local
+    /// credentials when `endpoint` points at DynamoDB Local.
+    pub async fn client_for(endpoint: Option<&str>) -> Client {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(endpoint) = endpoint {
+            loader = loader.endpoint_url(endpoint);
+            if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+                loader = loader.credentials_provider(aws_credential_types::Credentials::from_keys("local", "local", None));
+            }
+            if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
+                loader = loader.region(aws_config::Region::new("us-east-1"));
+            }
+        }
+        Client::new(&loader.load().await)
+    }
+}
+
+/// Maps an SDK failure to a store error, keeping the service's own message for the logs.
+pub(crate) fn sdk_error<E, R>(err: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    if let Some(service) = err.as_service_error() {
+        if service.code() == Some("ConditionalCheckFailedException") {
+            return StoreError::ConditionFailed;
+        }
+        return StoreError::Unavailable(format!(
+            "{}: {}",
+            service.code().unwrap_or("unknown"),
+            service.message().unwrap_or("no message")
+        ));
+    }
+    StoreError::Unavailable(error_chain(&err))
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn to_item<T: Serialize>(value: &T) -> Result<Item, StoreError> {
+    serde_dynamo::to_item(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn from_item<T: for<'de> Deserialize<'de>>(item: Item) -> Result<T, StoreError> {
+    serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn to_attr<T: Serialize>(value: &T) -> Result<AttributeValue, StoreError> {
+    serde_dynamo::to_attribute_value(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// The session item exactly as stored.
+#[derive(Serialize, Deserialize)]
+struct SessionItem {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    #[serde(rename = "GSI1PK", default, skip_serializing_if = "Option::is_none")]
+    gsi1_pk: Option<String>,
+    #[serde(rename = "GSI1SK", default, skip_serializing_if = "Option::is_none")]
+    gsi1_sk: Option<String>,
+    owner: OwnerId,
+    title: String,
+    model: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    system_prompt: Option<String>,
+    #[serde(default)]
+    options: ModelOptions,
+    #[serde(default)]
+    metadata: Metadata,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    #[serde(default)]
+    last_seq: u64,
+    /// Epoch seconds, read by DynamoDB's TTL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_at: Option<i64>,
+    /// Set while a delete is removing the session's items; the session is gone for readers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    deleting: bool,
+}
+
+impl From<&Session> for SessionItem {
+    fn from(s: &Session) -> Self {
+        SessionItem {
+            pk: session_pk(s.id),
+            sk: SESSION_META_SK.to_owned(),
+            gsi1_pk: Some(owner_gsi_pk(&s.owner)),
+            gsi1_sk: Some(owner_gsi_sk(&s.updated_at, s.id)),
+            owner: s.owner.clone(),
+            title: s.title.clone(),
+            model: s.model.clone(),
+            system_prompt: s.system_prompt.clone(),
+            options: s.options.clone(),
+            metadata: s.metadata.clone(),
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+            last_seq: s.last_seq,
+            expires_at: s.expires_at.map(|t| t.unix_seconds()),
+            deleting: false,
+        }
+    }
+}
+
+impl TryFrom<SessionItem> for Session {
+    type Error = StoreError;
+
+    fn try_from(item: SessionItem) -> Result<Self, StoreError> {
+        let id = item
+            .pk
+            .strip_prefix("SESSION#")
+            .and_then(|id| Uuid::try_parse(id).ok())
+            .ok_or_else(|| StoreError::Corrupt(format!("session key {}", item.pk)))?;
+        let expires_at = item
+            .expires_at
+            .map(|secs| Timestamp::from_unix_seconds(secs).ok_or_else(|| StoreError::Corrupt(format!("expires_at {secs}"))))
+            .transpose()?;
+        Ok(Session {
+            id,
+            owner: item.owner,
+            title: item.title,
+            model: item.model,
+            system_prompt: item.system_prompt,
+            options: item.options,
+            metadata: item.metadata,
+            created_at: item.created_at,
+            updated_at: item.updated_at,
+            last_seq: item.last_seq,
+            expires_at,
+        })
+    }
+}
+
+/// A live session item of `owner`, or `NotFound`.
+fn owned_session(item: Item, owner: &OwnerId) -> Result<Session, StoreError> {
+    let item: SessionItem = from_item(item)?;
+    if item.deleting || &item.owner != owner {
+        return Err(StoreError::NotFound);
+    }
+    item.try_into()
+}
+
+impl SessionRepository for DynamoStore {
+    async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(&SessionItem::from(session))?))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
+    }
+
+    async fn get_session(&self, owner: &OwnerId, id: Uuid) -> Result<Session, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, s(session_pk(id)))
+            .key(SK, s(SESSION_META_SK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        owned_session(out.item.ok_or(StoreError::NotFound)?, owner)
+    }
+
+    async fn list_sessions(
+        &self,
+        owner: &OwnerId,
+        limit: u32,
+        after: Option<SessionCursor>,
+    ) -> Result<Listed<Session, SessionCursor>, StoreError> {
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI1)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", GSI1_PK)
+            .expression_attribute_values(":pk", s(owner_gsi_pk(owner)))
+            .scan_index_forward(false)
+            .limit(limit as i32);
+        if let Some(c) = after {
+            // The owner comes from the caller, never from the cursor.
+            query = query.set_exclusive_start_key(Some(HashMap::from([
+                (PK.to_owned(), s(session_pk(c.id))),
+                (SK.to_owned(), s(SESSION_META_SK)),
+                (GSI1_PK.to_owned(), s(owner_gsi_pk(owner))),
+                (GSI1_SK.to_owned(), s(owner_gsi_sk(&c.updated_at, c.id))),
+            ])));
+        }
+        let out = query.send().await.map_err(sdk_error)?;
+        let items = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| owned_session(item, owner))
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = match (&out.last_evaluated_key, items.last()) {
+            (Some(_), Some(last)) => Some(SessionCursor { updated_at: last.updated_at, id: last.id }),
+            _ => None,
+        };
+        Ok(Listed { items, next })
+    }
+
+    async fn update_session(&self, session: &Session) -> Result<Session, StoreError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(session_pk(session.id)))
+            .key(SK, s(SESSION_META_SK))
+            .condition_expression("#owner = :owner AND attribute_not_exists(deleting)")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(session.owner.as_str()))
+            .expression_attribute_values(":title", s(&session.title))
+            .expression_attribute_values(":model", s(&session.model))
+            .expression_attribute_values(":options", to_attr(&session.options)?)
+            .expression_attribute_values(":metadata", to_attr(&session.metadata)?)
+            .expression_attribute_values(":updated_at", s(session.updated_at.to_string()))
+            .expression_attribute_values(":gsi1sk", s(owner_gsi_sk(&session.updated_at, session.id)))
+            .return_values(ReturnValue::AllNew);
+        let set = "SET title = :title, model = :model, options = :options, metadata = :metadata, \
+                   updated_at = :updated_at, GSI1SK = :gsi1sk";
+        update = match &session.system_prompt {
+            Some(prompt) => update
+                .update_expression(format!("{set}, system_prompt = :prompt"))
+                .expression_attribute_values(":prompt", s(prompt)),
+            None => update.update_expression(format!("{set} REMOVE system_prompt")),
+        };
+        let out = update.send().await.map_err(|e| match sdk_error(e) {
+            StoreError::ConditionFailed => StoreError::NotFound,
+            other => other,
+        })?;
+        owned_session(out.attributes.ok_or(StoreError::NotFound)?, &session.owner)
+    }
+
+    async fn delete_session(&self, owner: &OwnerId, id: Uuid) -> Result<(), StoreError> {
+        // 1. Hide the session at once (readers and the owner index stop seeing it)
+        //    and block new writes; a retried delete passes this step again.
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(session_pk(id)))
+            .key(SK, s(SESSION_META_SK))
+            .condition_expression("#owner = :owner")
+            .update_expression("SET deleting = :yes REMOVE GSI1PK, GSI1SK")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(owner.as_str()))
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .send()
+            .await
+            .map_err(|e| match sdk_error(e) {
+                StoreError::ConditionFailed => StoreError::NotFound,
+                other => other,
+            })?;
+
+        // 2. Remove everything under the session, META last so a failed run can be retried.
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":pk", s(session_pk(id)))
+                .projection_expression("#pk, #sk")
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            let keys: Vec<Item> = out
+                .items
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|k| k.get(SK).and_then(|v| v.as_s().ok()).map(String::as_str) != Some(SESSION_META_SK))
+                .collect();
+            self.batch_delete(keys).await?;
+            match out.last_evaluated_key {
+                Some(k) => start = Some(k),
+                None => break,
+            }
+        }
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key(PK, s(session_pk(id)))
+            .key(SK, s(SESSION_META_SK))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
+    }
+}
+
+impl DynamoStore {
+    async fn batch_delete(&self, keys: Vec<Item>) -> Result<(), StoreError> {
+        for chunk in keys.chunks(BATCH_WRITE_MAX) {
+            let mut pending: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|key| {
+                    DeleteRequest::builder()
+                        .set_key(Some(key.clone()))
+                        .build()
+                        .map(|d| WriteRequest::builder().delete_request(d).build())
+                        .map_err(|e| StoreError::Unavailable(e.to_string()))
+                })
+                .collect::<Result<_, _>>()?;
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                if attempt == BATCH_RETRIES {
+                    return Err(StoreError::Unavailable("batch delete left items unprocessed".to_owned()));
+                }
+                if attempt > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << attempt.min(5))).await;
+                }
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(sdk_error)?;
+                pending = out.unprocessed_items.unwrap_or_default().remove(&self.table).unwrap_or_default();
+                attempt += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct ApiKeyItem {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    key_id: String,
+    owner: OwnerId,
+    secret_hash: String,
+    created_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    revoked_at: Option<Timestamp>,
+}
+
+impl ApiKeyRepository for DynamoStore {
+    async fn put_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
+        let item = ApiKeyItem {
+            pk: api_key_pk(&key.key_id),
+            sk: API_KEY_SK.to_owned(),
+            key_id: key.key_id.clone(),
+            owner: key.owner.clone(),
+            secret_hash: key.secret_hash.clone(),
+            created_at: key.created_at,
+            revoked_at: key.revoked_at,
+        };
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(&item)?))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
+    }
+
+    async fn get_api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, s(api_key_pk(key_id)))
+            .key(SK, s(API_KEY_SK))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        let Some(item) = out.item else { return Ok(None) };
+        let item: ApiKeyItem = from_item(item)?;
+        Ok(Some(ApiKeyRecord {
+            key_id: item.key_id,
+            owner: item.owner,
+            secret_hash: item.secret_hash,
+            created_at: item.created_at,
+            revoked_at: item.revoked_at,
+        }))
+    }
+
+    async fn revoke_api_key(&self, key_id: &str, at: Timestamp) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(api_key_pk(key_id)))
+            .key(SK, s(API_KEY_SK))
+            .condition_expression("attribute_exists(PK)")
+            .update_expression("SET revoked_at = if_not_exists(revoked_at, :at)")
+            .expression_attribute_values(":at", s(at.to_string()))
+            .send()
+            .await
+            .map_err(|e| match sdk_error(e) {
+                StoreError::ConditionFailed => StoreError::NotFound,
+                other => other,
+            })?;
+        Ok(())
+    }
+}
+
+impl StoreProbe for DynamoStore {
+    async fn probe(&self) -> Result<(), StoreError> {
+        // A read of a key that never exists: proves the table answers, costs half a read unit.
+        self.client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, s("HEALTH"))
+            .key(SK, s("HEALTH"))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
+    }
+}

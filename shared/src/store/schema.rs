@@ -1,0 +1,90 @@
+//! The single-table layout. `template.yaml` declares the same table; a test
+//! (`template_matches_schema`) proves the two agree.
+//!
+//! | item      | PK                 | SK             | GSI1PK          | GSI1SK                |
+//! |-----------|--------------------|----------------|-----------------|-----------------------|
+//! | session   | `SESSION#<id>`     | `META`         | `OWNER#<owner>` | `<updated_at>#<id>`   |
+//! | message   | `SESSION#<id>`     | `MSG#<seq>`    |                 |                       |
+//! | idempotency | `SESSION#<id>`   | `REQ#<client id>` |              |                       |
+//! | API key   | `APIKEY#<key id>`  | `APIKEY`       |                 |                       |
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, TimeToLiveSpecification,
+};
+
+use super::StoreError;
+use super::dynamo::sdk_error;
+
+pub const PK: &str = "PK";
+pub const SK: &str = "SK";
+pub const GSI1: &str = "GSI1";
+pub const GSI1_PK: &str = "GSI1PK";
+pub const GSI1_SK: &str = "GSI1SK";
+/// Epoch seconds after which DynamoDB's TTL deletes the item.
+pub const TTL_ATTRIBUTE: &str = "expires_at";
+
+pub const SESSION_META_SK: &str = "META";
+pub const API_KEY_SK: &str = "APIKEY";
+
+pub fn session_pk(id: uuid::Uuid) -> String {
+    format!("SESSION#{id}")
+}
+
+pub fn owner_gsi_pk(owner: &crate::domain::OwnerId) -> String {
+    format!("OWNER#{owner}")
+}
+
+pub fn owner_gsi_sk(updated_at: &crate::domain::Timestamp, id: uuid::Uuid) -> String {
+    format!("{updated_at}#{id}")
+}
+
+pub fn api_key_pk(key_id: &str) -> String {
+    format!("APIKEY#{key_id}")
+}
+
+/// Creates the table with its owner index and TTL. An existing table is left as it is.
+pub async fn create_table(client: &Client, table: &str) -> Result<bool, StoreError> {
+    let key = |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
+    let attr = |name: &str| {
+        AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build()
+    };
+    let built = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Unavailable(e.to_string());
+
+    let index = GlobalSecondaryIndex::builder()
+        .index_name(GSI1)
+        .key_schema(key(GSI1_PK, KeyType::Hash).map_err(built)?)
+        .key_schema(key(GSI1_SK, KeyType::Range).map_err(built)?)
+        .projection(Projection::builder().projection_type(ProjectionType::All).build())
+        .build()
+        .map_err(built)?;
+    let created = client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key(PK, KeyType::Hash).map_err(built)?)
+        .key_schema(key(SK, KeyType::Range).map_err(built)?)
+        .attribute_definitions(attr(PK).map_err(built)?)
+        .attribute_definitions(attr(SK).map_err(built)?)
+        .attribute_definitions(attr(GSI1_PK).map_err(built)?)
+        .attribute_definitions(attr(GSI1_SK).map_err(built)?)
+        .global_secondary_indexes(index)
+        .send()
+        .await;
+    match created {
+        Ok(_) => {}
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => return Ok(false),
+        Err(e) => return Err(sdk_error(e)),
+    }
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder().attribute_name(TTL_ATTRIBUTE).enabled(true).build().map_err(built)?,
+        )
+        .send()
+        .await
+        .map_err(sdk_error)?;
+    Ok(true)
+}
