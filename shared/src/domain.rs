@@ -333,61 +333,68 @@ impl CreateSession {
     }
 }
 
-/// Body of `PATCH /sessions/{id}`: fields present are replaced; `system_prompt: null` clears it.
+/// Body of `PATCH /sessions/{id}`: fields present are replaced. `null` clears
+/// `system_prompt`, `options` and `metadata`; `title` and `model` cannot be null.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSession {
-    #[schema(max_length = 200)]
-    #[serde(default)]
-    pub title: Option<String>,
-    #[schema(max_length = 128)]
-    #[serde(default)]
-    pub model: Option<String>,
+    #[schema(value_type = Option<String>, max_length = 200)]
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub title: Option<Option<String>>,
+    #[schema(value_type = Option<String>, max_length = 128)]
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub model: Option<Option<String>>,
     #[schema(value_type = Option<String>, max_length = 16000)]
     #[serde(default, deserialize_with = "present_or_null")]
     pub system_prompt: Option<Option<String>>,
-    #[serde(default)]
-    pub options: Option<ModelOptions>,
-    #[serde(default)]
-    pub metadata: Option<Metadata>,
+    #[schema(value_type = Option<ModelOptions>)]
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub options: Option<Option<ModelOptions>>,
+    #[schema(value_type = Option<Metadata>)]
+    #[serde(default, deserialize_with = "present_or_null")]
+    pub metadata: Option<Option<Metadata>>,
 }
 
 impl UpdateSession {
     pub fn validate(&self) -> Result<(), Invalid> {
-        if let Some(t) = &self.title {
-            validate_title(t)?;
+        match &self.title {
+            Some(None) => return Err(invalid("title cannot be null")),
+            Some(Some(t)) => validate_title(t)?,
+            None => {}
         }
-        if let Some(m) = &self.model {
-            validate_model_name(m)?;
+        match &self.model {
+            Some(None) => return Err(invalid("model cannot be null")),
+            Some(Some(m)) => validate_model_name(m)?,
+            None => {}
         }
         if let Some(Some(p)) = &self.system_prompt {
             validate_system_prompt(p)?;
         }
-        if let Some(o) = &self.options {
+        if let Some(Some(o)) = &self.options {
             o.validate()?;
         }
-        if let Some(m) = &self.metadata {
+        if let Some(Some(m)) = &self.metadata {
             validate_metadata(m)?;
         }
         Ok(())
     }
 
-    /// Applies the change to `session`.
+    /// Applies a validated change to `session`.
     pub fn apply(&self, session: &mut Session) {
-        if let Some(t) = &self.title {
+        if let Some(Some(t)) = &self.title {
             session.title = t.clone();
         }
-        if let Some(m) = &self.model {
+        if let Some(Some(m)) = &self.model {
             session.model = m.clone();
         }
         if let Some(p) = &self.system_prompt {
             session.system_prompt = p.clone();
         }
         if let Some(o) = &self.options {
-            session.options = o.clone();
+            session.options = o.clone().unwrap_or_default();
         }
         if let Some(m) = &self.metadata {
-            session.metadata = m.clone();
+            session.metadata = m.clone().unwrap_or_default();
         }
     }
 }
@@ -430,6 +437,8 @@ mod tests {
         assert_eq!(p.system_prompt, Some(None));
         let p: UpdateSession = serde_json::from_str(r#"{"title": "x"}"#).unwrap();
         assert_eq!(p.system_prompt, None);
+        let p: UpdateSession = serde_json::from_str(r#"{"title": null}"#).unwrap();
+        assert!(p.validate().is_err(), "a title cannot be cleared");
     }
 
     #[test]

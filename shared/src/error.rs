@@ -17,7 +17,6 @@ pub enum ProblemCode {
     Unauthorized,
     NotFound,
     MethodNotAllowed,
-    UnsupportedMediaType,
     PayloadTooLarge,
     ReplyInProgress,
     StorageUnavailable,
@@ -31,7 +30,6 @@ impl ProblemCode {
             ProblemCode::Unauthorized => "unauthorized",
             ProblemCode::NotFound => "not_found",
             ProblemCode::MethodNotAllowed => "method_not_allowed",
-            ProblemCode::UnsupportedMediaType => "unsupported_media_type",
             ProblemCode::PayloadTooLarge => "payload_too_large",
             ProblemCode::ReplyInProgress => "reply_in_progress",
             ProblemCode::StorageUnavailable => "storage_unavailable",
@@ -50,8 +48,6 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
-    #[error("content-type must be application/json")]
-    UnsupportedMediaType,
     #[error("a valid API key is required: send `Authorization: Bearer <key>`")]
     Unauthorized,
     #[error("{0} not found")]
@@ -72,7 +68,6 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -86,7 +81,6 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) | ApiError::Unprocessable(_) => ProblemCode::InvalidRequest,
             ApiError::PayloadTooLarge { .. } => ProblemCode::PayloadTooLarge,
-            ApiError::UnsupportedMediaType => ProblemCode::UnsupportedMediaType,
             ApiError::Unauthorized => ProblemCode::Unauthorized,
             ApiError::NotFound(_) => ProblemCode::NotFound,
             ApiError::MethodNotAllowed(_) => ProblemCode::MethodNotAllowed,

@@ -98,26 +98,27 @@ pub fn segments_after<'a>(req: &'a Request, anchor: &str) -> Option<Vec<&'a str>
 }
 
 /// The JSON body as `T`. An empty body reads as `{}`, so optional bodies work.
+/// The body is read as JSON whatever its `content-type` says: clients such as
+/// `curl -d` label JSON as a form, and the body is what matters.
 pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
     let bytes: &[u8] = req.body().as_ref();
     if bytes.len() > MAX_REQUEST_BODY_BYTES {
         return Err(ApiError::PayloadTooLarge { limit: MAX_REQUEST_BODY_BYTES });
     }
-    if let Some(ct) = req.headers().get(CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or_default().to_ascii_lowercase();
-        let essence = ct.split(';').next().unwrap_or_default().trim();
-        if !bytes.is_empty() && essence != APPLICATION_JSON && !essence.ends_with("+json") {
-            return Err(ApiError::UnsupportedMediaType);
-        }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return decode(serde_json::Value::Object(Default::default()));
     }
-    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { bytes };
-    serde_json::from_slice(bytes).map_err(|e| {
-        use serde_json::error::Category;
-        match e.classify() {
-            Category::Data => ApiError::Unprocessable(format!("request body does not match the schema: {e}")),
-            _ => ApiError::BadRequest(format!("request body is not valid JSON: {e}")),
-        }
-    })
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::Unprocessable("request body must be a JSON object".to_owned()));
+    }
+    decode(value)
+}
+
+/// Reads a JSON object as `T`; derived types would also accept a JSON array.
+fn decode<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_json::from_value(value).map_err(|e| ApiError::Unprocessable(format!("request body does not match the schema: {e}")))
 }
 
 /// A single query parameter.

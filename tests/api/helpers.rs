@@ -1,0 +1,155 @@
+//! `spawn_app()`: a fresh table, an App over it, and an API key for a fresh owner.
+
+use std::collections::HashMap;
+
+use lambda_http::http::{Method, Request as HttpRequest, StatusCode};
+use lambda_http::{Body, Request, RequestExt};
+use llmchat::App;
+use llmchat::auth;
+use llmchat::config::Config;
+use llmchat::domain::OwnerId;
+use llmchat::store::{ApiKeyRepository, DynamoStore, schema};
+use serde_json::Value;
+
+pub const ENDPOINT_VAR: &str = "LLMCHAT_TEST_DYNAMODB_ENDPOINT";
+
+pub fn endpoint() -> String {
+    std::env::var(ENDPOINT_VAR).unwrap_or_else(|_| {
+        panic!("{ENDPOINT_VAR} is not set: run the integration tests with `make test`, which starts DynamoDB Local")
+    })
+}
+
+pub struct TestApp {
+    pub app: App<DynamoStore>,
+    /// A key for `owner`.
+    pub key: String,
+    pub owner: OwnerId,
+}
+
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub content_type: String,
+    pub headers: lambda_http::http::HeaderMap,
+    pub body: Value,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// Like [`spawn_app`], with extra configuration variables.
+pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
+    let table = format!("test-{}", uuid::Uuid::new_v4());
+    let endpoint = endpoint();
+    let mut env: HashMap<String, String> = HashMap::from([
+        ("LLMCHAT_TABLE_NAME".to_owned(), table.clone()),
+        ("DYNAMODB_ENDPOINT".to_owned(), endpoint),
+    ]);
+    env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test configuration is valid");
+    let app = App::with_config(config).await;
+    schema::create_table(app.store.client(), &table).await.expect("create test table");
+    let mut test = TestApp { app, key: String::new(), owner: OwnerId::parse("placeholder").unwrap() };
+    let (owner, key) = test.new_owner().await;
+    test.owner = owner;
+    test.key = key;
+    test
+}
+
+impl TestApp {
+    /// Issues a key for a new owner, as `llmchat-admin issue-key` does.
+    pub async fn new_owner(&self) -> (OwnerId, String) {
+        let owner = OwnerId::parse(&format!("owner-{}", uuid::Uuid::new_v4())).unwrap();
+        let issued = auth::issue_key(owner.clone()).unwrap();
+        self.app.store.put_api_key(&issued.record).await.expect("store key");
+        (owner, issued.key)
+    }
+
+    /// Sends a request with this app's key.
+    pub async fn send(&self, method: Method, path: &str, body: Option<&str>) -> TestResponse {
+        self.send_as(Some(&self.key), method, path, body).await
+    }
+
+    /// Sends a request the way the router does: to the function serving `path`.
+    pub async fn send_as(&self, key: Option<&str>, method: Method, path: &str, body: Option<&str>) -> TestResponse {
+        let mut builder = HttpRequest::builder().method(method.clone()).uri(path);
+        if let Some(key) = key {
+            builder = builder.header("authorization", format!("Bearer {key}"));
+        }
+        if body.is_some() {
+            builder = builder.header("content-type", "application/json");
+        }
+        let body = body.map(|b| Body::Text(b.to_owned())).unwrap_or(Body::Empty);
+        let req = with_query(builder.body(body).unwrap(), path);
+        self.dispatch(method, req).await
+    }
+
+    pub async fn dispatch(&self, method: Method, req: Request) -> TestResponse {
+        let path = req.uri().path().to_owned();
+        let response = if path == "/health" {
+            meta::handle(&self.app, req).await
+        } else if path == "/sessions" && method == Method::POST {
+            create_session::handle(&self.app, req).await
+        } else {
+            sessions::handle(&self.app, req).await
+        }
+        .expect("handlers never fail the invocation");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let content_type =
+            headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let bytes: &[u8] = response.body().as_ref();
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(bytes).expect("JSON body") };
+        TestResponse { status, content_type, headers, body }
+    }
+
+    /// Creates a session and returns its JSON.
+    pub async fn create_session(&self, body: &str) -> Value {
+        let r = self.send(Method::POST, "/sessions", Some(body)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r.body
+    }
+
+    /// Ids of the caller's sessions, following every cursor.
+    pub async fn all_session_ids(&self, key: &str, page: u32) -> Vec<String> {
+        let mut ids = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("/sessions?limit={page}&cursor={c}"),
+                None => format!("/sessions?limit={page}"),
+            };
+            let r = self.send_as(Some(key), Method::GET, &path, None).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+            ids.extend(r.body["items"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_owned()));
+            match r.body["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return ids,
+            }
+        }
+    }
+}
+
+/// lambda_http reads query parameters from the request's extensions, where
+/// the Lambda event puts them; tests put them there from the URI.
+fn with_query(req: Request, path: &str) -> Request {
+    let Some((_, query)) = path.split_once('?') else { return req };
+    let mut params: HashMap<String, Vec<String>> = HashMap::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        params.entry(k.to_owned()).or_default().push(v.to_owned());
+    }
+    req.with_query_string_parameters(params)
+}
+
+impl TestResponse {
+    /// Asserts a problem+json response with this status and code.
+    pub fn assert_problem(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        assert_eq!(self.content_type, "application/problem+json");
+        assert_eq!(self.body["status"], status);
+        assert_eq!(self.body["code"], code, "body: {}", self.body);
+        assert!(self.body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+        assert!(self.body["request_id"].as_str().is_some_and(|d| !d.is_empty()));
+    }
+}
