@@ -24,3 +24,18 @@ impl App<DynamoStore> {
         App { config, store }
     }
 }
+
+#[cfg(any(test, feature = "mocks"))]
+impl App<crate::store::memory::MemoryStore> {
+    /// An app over the in-memory store, with default configuration and a key
+    /// for `owner`: returns the app and the key.
+    pub async fn in_memory(owner: &str) -> (Self, String) {
+        use crate::store::ApiKeyRepository;
+        let config = Config::from_lookup(|_| None).expect("defaults are valid");
+        let app = App { config, store: crate::store::memory::MemoryStore::new() };
+        let issued = crate::auth::issue_key(crate::domain::OwnerId::parse(owner).expect("valid owner"))
+            .expect("randomness");
+        app.store.put_api_key(&issued.record).await.expect("memory store accepts keys");
+        (app, issued.key)
+    }
+}

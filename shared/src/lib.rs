@@ -19,6 +19,8 @@ pub mod openapi;
 pub mod sessions;
 pub mod store;
 pub mod telemetry;
+#[cfg(any(test, feature = "mocks"))]
+pub mod testing;
 
 pub use app::App;
 pub use error::ApiError;

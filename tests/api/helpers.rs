@@ -2,10 +2,10 @@
 
 use std::collections::HashMap;
 
-use lambda_http::http::{Method, Request as HttpRequest, StatusCode};
-use lambda_http::{Body, Request, RequestExt};
+use lambda_http::Request;
+use lambda_http::http::{Method, StatusCode};
 use llmchat::App;
-use llmchat::auth;
+use llmchat::{auth, testing};
 use llmchat::config::Config;
 use llmchat::domain::OwnerId;
 use llmchat::store::{ApiKeyRepository, DynamoStore, schema};
@@ -72,16 +72,7 @@ impl TestApp {
 
     /// Sends a request the way the router does: to the function serving `path`.
     pub async fn send_as(&self, key: Option<&str>, method: Method, path: &str, body: Option<&str>) -> TestResponse {
-        let mut builder = HttpRequest::builder().method(method.clone()).uri(path);
-        if let Some(key) = key {
-            builder = builder.header("authorization", format!("Bearer {key}"));
-        }
-        if body.is_some() {
-            builder = builder.header("content-type", "application/json");
-        }
-        let body = body.map(|b| Body::Text(b.to_owned())).unwrap_or(Body::Empty);
-        let req = with_query(builder.body(body).unwrap(), path);
-        self.dispatch(method, req).await
+        self.dispatch(method.clone(), testing::request(method, path, key, body)).await
     }
 
     pub async fn dispatch(&self, method: Method, req: Request) -> TestResponse {
@@ -96,10 +87,8 @@ impl TestApp {
         .expect("handlers never fail the invocation");
         let status = response.status();
         let headers = response.headers().clone();
-        let content_type =
-            headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-        let bytes: &[u8] = response.body().as_ref();
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(bytes).expect("JSON body") };
+        let content_type = testing::content_type(&response).to_owned();
+        let body = testing::json_body(&response);
         TestResponse { status, content_type, headers, body }
     }
 
@@ -128,18 +117,6 @@ impl TestApp {
             }
         }
     }
-}
-
-/// lambda_http reads query parameters from the request's extensions, where
-/// the Lambda event puts them; tests put them there from the URI.
-fn with_query(req: Request, path: &str) -> Request {
-    let Some((_, query)) = path.split_once('?') else { return req };
-    let mut params: HashMap<String, Vec<String>> = HashMap::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        params.entry(k.to_owned()).or_default().push(v.to_owned());
-    }
-    req.with_query_string_parameters(params)
 }
 
 impl TestResponse {

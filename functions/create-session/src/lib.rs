@@ -20,3 +20,46 @@ pub async fn handle<S: Store>(app: &App<S>, req: Request) -> Result<Response<Bod
     .await
 }
 
+
+#[cfg(test)]
+mod tests {
+    use lambda_http::http::Method;
+    use llmchat::App;
+    use llmchat::testing::{content_type, json_body, request};
+
+    use super::handle;
+
+    #[tokio::test]
+    async fn creates_a_session_with_defaults() {
+        let (app, key) = App::in_memory("alice").await;
+        let r = handle(&app, request(Method::POST, "/sessions", Some(&key), Some(r#"{"title": "Hi"}"#))).await.unwrap();
+        assert_eq!(r.status(), 201);
+        let body = json_body(&r);
+        assert_eq!(body["title"], "Hi");
+        assert_eq!(body["model"], app.config.default_model.as_str());
+    }
+
+    #[tokio::test]
+    async fn an_empty_body_is_an_empty_object() {
+        let (app, key) = App::in_memory("alice").await;
+        let r = handle(&app, request(Method::POST, "/sessions", Some(&key), None)).await.unwrap();
+        assert_eq!(r.status(), 201);
+        assert_eq!(json_body(&r)["title"], "New chat");
+    }
+
+    #[tokio::test]
+    async fn no_key_is_401_problem() {
+        let (app, _) = App::in_memory("alice").await;
+        let r = handle(&app, request(Method::POST, "/sessions", None, Some("{}"))).await.unwrap();
+        assert_eq!(r.status(), 401);
+        assert_eq!(content_type(&r), "application/problem+json");
+        assert_eq!(json_body(&r)["code"], "unauthorized");
+    }
+
+    #[tokio::test]
+    async fn other_methods_are_405() {
+        let (app, key) = App::in_memory("alice").await;
+        let r = handle(&app, request(Method::PUT, "/sessions", Some(&key), Some("{}"))).await.unwrap();
+        assert_eq!(r.status(), 405);
+    }
+}

@@ -18,3 +18,29 @@ pub async fn handle<S: Store>(app: &App<S>, req: Request) -> Result<Response<Bod
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use lambda_http::http::Method;
+    use llmchat::App;
+    use llmchat::testing::{json_body, request};
+
+    use super::handle;
+
+    #[tokio::test]
+    async fn health_needs_no_key() {
+        let (app, _) = App::in_memory("ops").await;
+        let r = handle(&app, request(Method::GET, "/health", None, None)).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(json_body(&r)["checks"]["dynamodb"]["status"], "ok");
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_and_methods_are_problems() {
+        let (app, _) = App::in_memory("ops").await;
+        let r = handle(&app, request(Method::DELETE, "/health", None, None)).await.unwrap();
+        assert_eq!(r.status(), 405);
+        let r = handle(&app, request(Method::GET, "/nothing", None, None)).await.unwrap();
+        assert_eq!(r.status(), 404);
+    }
+}

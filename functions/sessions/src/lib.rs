@@ -46,3 +46,67 @@ pub async fn handle<S: Store>(app: &App<S>, req: Request) -> Result<Response<Bod
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use lambda_http::http::Method;
+    use llmchat::App;
+    use llmchat::domain::{CreateSession, OwnerId};
+    use llmchat::store::memory::MemoryStore;
+    use llmchat::testing::{json_body, request};
+
+    use super::handle;
+
+    /// A session of "alice", the owner `App::in_memory` issued the key for.
+    async fn create(app: &App<MemoryStore>, _key: &str, title: &str) -> String {
+        let input = CreateSession { title: Some(title.to_owned()), ..Default::default() };
+        let owner = OwnerId::parse("alice").unwrap();
+        llmchat::sessions::create(&app.store, &app.config, owner, input).await.unwrap().id.to_string()
+    }
+
+    #[tokio::test]
+    async fn routes_by_method_and_path() {
+        let (app, key) = App::in_memory("alice").await;
+        let id = create(&app, &key, "first").await;
+        let path = format!("/sessions/{id}");
+
+        let r = handle(&app, request(Method::GET, "/sessions", Some(&key), None)).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(json_body(&r)["items"][0]["id"], id.as_str());
+
+        let r = handle(&app, request(Method::PATCH, &path, Some(&key), Some(r#"{"title": "second"}"#))).await.unwrap();
+        assert_eq!((r.status().as_u16(), json_body(&r)["title"].as_str()), (200, Some("second")));
+
+        let r = handle(&app, request(Method::GET, &path, Some(&key), None)).await.unwrap();
+        assert_eq!(json_body(&r)["title"], "second");
+
+        let r = handle(&app, request(Method::DELETE, &path, Some(&key), None)).await.unwrap();
+        assert_eq!(r.status(), 204);
+        let r = handle(&app, request(Method::GET, &path, Some(&key), None)).await.unwrap();
+        assert_eq!(r.status(), 404);
+    }
+
+    #[tokio::test]
+    async fn a_stage_prefix_in_the_path_is_ignored() {
+        let (app, key) = App::in_memory("alice").await;
+        let id = create(&app, &key, "staged").await;
+        let r = handle(&app, request(Method::GET, &format!("/v1/sessions/{id}"), Some(&key), None)).await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+
+    #[tokio::test]
+    async fn bad_ids_limits_and_methods_are_4xx() {
+        let (app, key) = App::in_memory("alice").await;
+        for (method, path, status) in [
+            (Method::GET, "/sessions/xyz", 400),
+            (Method::GET, "/sessions?limit=0", 400),
+            (Method::GET, "/sessions?cursor=%%%", 400),
+            (Method::POST, "/sessions/00000000-0000-0000-0000-000000000000", 405),
+            (Method::PUT, "/sessions", 405),
+            (Method::GET, "/sessions/00000000-0000-0000-0000-000000000000/x/y", 404),
+        ] {
+            let r = handle(&app, request(method.clone(), path, Some(&key), None)).await.unwrap();
+            assert_eq!(r.status().as_u16(), status, "{method} {path}: {}", json_body(&r));
+        }
+    }
+}

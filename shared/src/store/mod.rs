@@ -9,6 +9,8 @@ use crate::domain::{OwnerId, Session, Timestamp};
 
 pub mod cursor;
 pub mod dynamo;
+#[cfg(any(test, feature = "mocks"))]
+pub mod memory;
 pub mod schema;
 
 pub use cursor::SessionCursor;
