@@ -350,7 +350,7 @@ pub struct UpdateSession {
     #[schema(value_type = Option<ModelOptions>)]
     #[serde(default, deserialize_with = "present_or_null")]
     pub options: Option<Option<ModelOptions>>,
-    #[schema(value_type = Option<Metadata>)]
+    #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
     #[serde(default, deserialize_with = "present_or_null")]
     pub metadata: Option<Option<Metadata>>,
 }
