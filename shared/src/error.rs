@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use crate::store::StoreError;
 
 /// Machine-readable problem codes, stable across releases.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ProblemCode {
     InvalidRequest,
@@ -19,6 +19,12 @@ pub enum ProblemCode {
     MethodNotAllowed,
     PayloadTooLarge,
     ReplyInProgress,
+    IdempotencyKeyReused,
+    ContextOverflow,
+    LlmUnavailable,
+    LlmTimeout,
+    ModelNotFound,
+    LlmError,
     StorageUnavailable,
     Internal,
 }
@@ -32,6 +38,12 @@ impl ProblemCode {
             ProblemCode::MethodNotAllowed => "method_not_allowed",
             ProblemCode::PayloadTooLarge => "payload_too_large",
             ProblemCode::ReplyInProgress => "reply_in_progress",
+            ProblemCode::IdempotencyKeyReused => "idempotency_key_reused",
+            ProblemCode::ContextOverflow => "context_overflow",
+            ProblemCode::LlmUnavailable => "llm_unavailable",
+            ProblemCode::LlmTimeout => "llm_timeout",
+            ProblemCode::ModelNotFound => "model_not_found",
+            ProblemCode::LlmError => "llm_error",
             ProblemCode::StorageUnavailable => "storage_unavailable",
             ProblemCode::Internal => "internal",
         }

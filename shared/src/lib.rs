@@ -15,6 +15,7 @@ pub mod error;
 pub mod health;
 pub mod http;
 pub mod limits;
+pub mod llm;
 pub mod openapi;
 pub mod sessions;
 pub mod store;

@@ -28,3 +28,9 @@ pub const MAX_PAGE_SIZE: u32 = 100;
 pub const MAX_CURSOR_CHARS: usize = 512;
 /// Longest owner id (API-key owner name or authorizer subject).
 pub const MAX_OWNER_CHARS: usize = 128;
+/// Longest message a client may send, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 32_000;
+/// Longest `client_message_id` (idempotency key), in characters.
+pub const MAX_CLIENT_MESSAGE_ID_CHARS: usize = 128;
+/// Most past messages read (in the one Query of a send) to build the model's context.
+pub const MAX_HISTORY_MESSAGES: usize = 200;

@@ -13,6 +13,9 @@ use uuid::Uuid;
 
 use crate::limits::*;
 
+mod message;
+pub use message::*;
+
 /// A rule broken by a value the client sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
