@@ -1,12 +1,14 @@
 //! What a function builds once at cold start and shares across invocations.
 
 use crate::config::Config;
+use crate::llm::OllamaClient;
 use crate::store::DynamoStore;
 use crate::telemetry;
 
 pub struct App<S = DynamoStore> {
     pub config: Config,
     pub store: S,
+    pub llm: OllamaClient,
 }
 
 impl App<DynamoStore> {
@@ -21,7 +23,8 @@ impl App<DynamoStore> {
     pub async fn with_config(config: Config) -> Self {
         let client = DynamoStore::client_for(config.dynamodb_endpoint.as_deref()).await;
         let store = DynamoStore::new(client, config.table_name.clone());
-        App { config, store }
+        let llm = OllamaClient::from_config(&config);
+        App { config, store, llm }
     }
 }
 
@@ -32,7 +35,8 @@ impl App<crate::store::memory::MemoryStore> {
     pub async fn in_memory(owner: &str) -> (Self, String) {
         use crate::store::ApiKeyRepository;
         let config = Config::from_lookup(|_| None).expect("defaults are valid");
-        let app = App { config, store: crate::store::memory::MemoryStore::new() };
+        let llm = OllamaClient::from_config(&config);
+        let app = App { config, store: crate::store::memory::MemoryStore::new(), llm };
         let issued = crate::auth::issue_key(crate::domain::OwnerId::parse(owner).expect("valid owner"))
             .expect("randomness");
         app.store.put_api_key(&issued.record).await.expect("memory store accepts keys");

@@ -12,6 +12,10 @@ pub const DEFAULT_OLLAMA_URL: &str = "http://127.0.0.1:11434";
 /// Model used when a session names none.
 pub const DEFAULT_MODEL: &str = "gemma3:270m";
 
+/// Context window assumed when neither the session nor `LLMCHAT_CONTEXT_TOKENS` sets one
+/// (Ollama's own default `num_ctx`); it is sent to Ollama so both sides agree.
+pub const DEFAULT_CONTEXT_TOKENS: u32 = 4096;
+
 /// Longest timeout any `*_TIMEOUT_MS` variable may set (Lambda's own cap is 15 minutes).
 pub const MAX_TIMEOUT_MS: u64 = 900_000;
 
@@ -79,6 +83,10 @@ pub struct Config {
     pub llm_first_token_timeout: Duration,
     /// `LLMCHAT_LLM_IDLE_TIMEOUT_MS`: longest silence between two tokens.
     pub llm_idle_timeout: Duration,
+    /// `LLMCHAT_CONTEXT_TOKENS`: the model context (`num_ctx`) used when a session sets none.
+    pub context_tokens: u32,
+    /// `LLMCHAT_SSE_KEEPALIVE_MS`: interval of `: keep-alive` comments while the model loads.
+    pub sse_keepalive: Duration,
 }
 
 /// A variable that is present but unusable.
@@ -146,6 +154,11 @@ impl Config {
             llm_connect_timeout: millis("LLMCHAT_LLM_CONNECT_TIMEOUT_MS", 2_000)?,
             llm_first_token_timeout: millis("LLMCHAT_LLM_FIRST_TOKEN_TIMEOUT_MS", 120_000)?,
             llm_idle_timeout: millis("LLMCHAT_LLM_IDLE_TIMEOUT_MS", 30_000)?,
+            context_tokens: match get("LLMCHAT_CONTEXT_TOKENS") {
+                None => DEFAULT_CONTEXT_TOKENS,
+                value => number("LLMCHAT_CONTEXT_TOKENS", value, 256, 1_048_576)? as u32,
+            },
+            sse_keepalive: millis("LLMCHAT_SSE_KEEPALIVE_MS", 10_000)?,
         })
     }
 }

@@ -7,6 +7,7 @@ use http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::llm::LlmError;
 use crate::store::StoreError;
 
 /// Machine-readable problem codes, stable across releases.
@@ -68,6 +69,12 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("{1}")]
     Conflict(ProblemCode, String),
+    #[error("this client_message_id was already used with a different message")]
+    IdempotencyKeyReused,
+    #[error("{0}")]
+    ContextOverflow(String),
+    #[error("{}", llm_detail(.0))]
+    Llm(#[source] LlmError),
     #[error("storage is unavailable, try again shortly")]
     StorageUnavailable(#[source] StoreError),
     #[error("internal error")]
@@ -84,6 +91,8 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(..) => StatusCode::CONFLICT,
+            ApiError::IdempotencyKeyReused | ApiError::ContextOverflow(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Llm(e) => llm_status(e),
             ApiError::StorageUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -97,6 +106,9 @@ impl ApiError {
             ApiError::NotFound(_) => ProblemCode::NotFound,
             ApiError::MethodNotAllowed(_) => ProblemCode::MethodNotAllowed,
             ApiError::Conflict(code, _) => *code,
+            ApiError::IdempotencyKeyReused => ProblemCode::IdempotencyKeyReused,
+            ApiError::ContextOverflow(_) => ProblemCode::ContextOverflow,
+            ApiError::Llm(e) => e.code(),
             ApiError::StorageUnavailable(_) => ProblemCode::StorageUnavailable,
             ApiError::Internal(_) => ProblemCode::Internal,
         }
@@ -117,6 +129,30 @@ impl ApiError {
     }
 }
 
+fn llm_status(err: &LlmError) -> StatusCode {
+    match err {
+        LlmError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        LlmError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        LlmError::ModelNotFound(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        LlmError::Failed(_) => StatusCode::BAD_GATEWAY,
+    }
+}
+
+/// What a client is told about an LLM failure; the backend's own words go to the logs.
+fn llm_detail(err: &LlmError) -> String {
+    match err {
+        LlmError::Unavailable(_) => "the LLM backend is unavailable; your message was saved".to_owned(),
+        LlmError::Timeout(_) => "the LLM backend took too long; the reply so far was saved".to_owned(),
+        LlmError::ModelNotFound(model) => format!("model `{model}` is not available on the LLM backend"),
+        LlmError::Failed(_) => "the LLM backend failed while replying; the reply so far was saved".to_owned(),
+    }
+}
+
+/// The HTTP status an LLM failure maps to, for stream `error` events too.
+pub fn llm_error_status(err: &LlmError) -> u16 {
+    llm_status(err).as_u16()
+}
+
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
@@ -127,7 +163,7 @@ impl From<StoreError> for ApiError {
 }
 
 /// `application/problem+json` body of every error response.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
 pub struct Problem {
     /// A URI naming the kind of problem: `urn:llmchat:problem:<code>`.
     #[schema(example = "urn:llmchat:problem:not_found")]

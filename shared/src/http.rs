@@ -21,10 +21,12 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// Runs one request: a span carrying the request id (and later the session
 /// id), the route, an access log line, and problem+json for any error.
-pub async fn serve<S, F, Fut>(app: &App<S>, req: Request, route: F) -> Result<Response<Body>, lambda_http::Error>
+/// Generic over the body so that streamed responses (stream-reply) share it.
+pub async fn serve<S, B, F, Fut>(app: &App<S>, req: Request, route: F) -> Result<Response<B>, lambda_http::Error>
 where
+    B: From<String>,
     F: FnOnce(Request) -> Fut,
-    Fut: Future<Output = Result<Response<Body>, ApiError>>,
+    Fut: Future<Output = Result<Response<B>, ApiError>>,
 {
     let request_id = request_id(&req);
     let origin = req.headers().get(http::header::ORIGIN).and_then(|o| o.to_str().ok()).map(str::to_owned);
@@ -137,27 +139,23 @@ pub fn page_limit(req: &Request) -> Result<u32, ApiError> {
     }
 }
 
-pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Result<Response<Body>, ApiError> {
+pub fn json<T: Serialize, B: From<String>>(status: StatusCode, value: &T) -> Result<Response<B>, ApiError> {
     let body = serde_json::to_string(value).map_err(|e| ApiError::Internal(Box::new(e)))?;
-    with_body(status, APPLICATION_JSON, body)
+    Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, APPLICATION_JSON)
+        .body(B::from(body))
+        .map_err(|e| ApiError::Internal(Box::new(e)))
 }
 
 pub fn no_content() -> Result<Response<Body>, ApiError> {
     Response::builder().status(StatusCode::NO_CONTENT).body(Body::Empty).map_err(|e| ApiError::Internal(Box::new(e)))
 }
 
-fn with_body(status: StatusCode, content_type: &str, body: String) -> Result<Response<Body>, ApiError> {
-    Response::builder()
-        .status(status)
-        .header(CONTENT_TYPE, content_type)
-        .body(Body::Text(body))
-        .map_err(|e| ApiError::Internal(Box::new(e)))
-}
-
 /// The problem+json response for `err`.
-pub fn problem(err: &ApiError, request_id: &str) -> Response<Body> {
+pub fn problem<B: From<String>>(err: &ApiError, request_id: &str) -> Response<B> {
     let body = serde_json::to_string(&err.to_problem(request_id)).unwrap_or_else(|_| "{}".to_owned());
-    let mut response = Response::new(Body::Text(body));
+    let mut response = Response::new(B::from(body));
     *response.status_mut() = err.status();
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     if let ApiError::Unauthorized = err {

@@ -9,7 +9,9 @@
 
 pub mod app;
 pub mod auth;
+pub mod chat;
 pub mod config;
+pub mod context;
 pub mod domain;
 pub mod error;
 pub mod health;
@@ -19,6 +21,7 @@ pub mod llm;
 pub mod openapi;
 pub mod sessions;
 pub mod store;
+pub mod stream;
 pub mod telemetry;
 #[cfg(any(test, feature = "mocks"))]
 pub mod testing;

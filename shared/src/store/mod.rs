@@ -5,7 +5,7 @@ use std::future::Future;
 
 use uuid::Uuid;
 
-use crate::domain::{OwnerId, Session, Timestamp};
+use crate::domain::{Message, Order, OwnerId, Session, Timestamp};
 
 pub mod cursor;
 pub mod dynamo;
@@ -83,6 +83,85 @@ pub trait StoreProbe: Send + Sync {
     fn probe(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// What one send reads before calling the model: the session and its newest
+/// messages, from a single Query.
+#[derive(Debug)]
+pub struct SendState {
+    pub session: Session,
+    /// Newest first.
+    pub recent: Vec<Message>,
+    /// True when older messages exist beyond `recent`.
+    pub older_exist: bool,
+}
+
+/// Remembers which exchange a `client_message_id` produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdempotencyRecord {
+    pub client_message_id: String,
+    /// Hash of what was sent, to tell a retry from a reused key.
+    pub fingerprint: String,
+    pub user_seq: u64,
+    pub reply_seq: u64,
+}
+
+/// Why an exchange could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BeginError {
+    /// Another send changed the session first: a reply is being generated.
+    #[error("another reply is in progress")]
+    Busy,
+    /// The `client_message_id` was seen before.
+    #[error("duplicate client_message_id")]
+    Duplicate,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub trait MessageRepository: Send + Sync {
+    /// The owner's session and up to `window` newest messages, in one Query.
+    fn load_for_send(
+        &self,
+        owner: &OwnerId,
+        session_id: Uuid,
+        window: usize,
+    ) -> impl Future<Output = Result<SendState, StoreError>> + Send;
+
+    /// In one transaction: moves the session's `last_seq` from `expected_seq`
+    /// to the reply's seq, stores the user message and the `streaming` reply,
+    /// and records the idempotency key.
+    fn begin_exchange(
+        &self,
+        session: &Session,
+        expected_seq: u64,
+        user: &Message,
+        reply: &Message,
+        idempotency: Option<&IdempotencyRecord>,
+    ) -> impl Future<Output = Result<(), BeginError>> + Send;
+
+    fn get_idempotency(
+        &self,
+        session_id: Uuid,
+        client_message_id: &str,
+    ) -> impl Future<Output = Result<Option<IdempotencyRecord>, StoreError>> + Send;
+
+    fn get_message(&self, session_id: Uuid, seq: u64) -> impl Future<Output = Result<Option<Message>, StoreError>> + Send;
+
+    /// Saves the reply's text so far and renews its lease, while it is still `streaming`.
+    fn checkpoint_reply(&self, reply: &Message) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Stores the reply's final state, while it is still `streaming`.
+    fn finish_reply(&self, reply: &Message) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A page of the session's messages (ownership is checked by the caller).
+    fn list_messages(
+        &self,
+        session_id: Uuid,
+        order: Order,
+        limit: u32,
+        after_seq: Option<u64>,
+    ) -> impl Future<Output = Result<Listed<Message, u64>, StoreError>> + Send;
+}
+
 /// Everything a function may need from the store.
-pub trait Store: SessionRepository + ApiKeyRepository + StoreProbe {}
-impl<T: SessionRepository + ApiKeyRepository + StoreProbe> Store for T {}
+pub trait Store: SessionRepository + MessageRepository + ApiKeyRepository + StoreProbe {}
+impl<T: SessionRepository + MessageRepository + ApiKeyRepository + StoreProbe> Store for T {}

@@ -3,9 +3,9 @@
 //!
 //! | item      | PK                 | SK             | GSI1PK          | GSI1SK                |
 //! |-----------|--------------------|----------------|-----------------|-----------------------|
-//! | session   | `SESSION#<id>`     | `META`         | `OWNER#<owner>` | `<updated_at>#<id>`   |
-//! | message   | `SESSION#<id>`     | `MSG#<seq>`    |                 |                       |
-//! | idempotency | `SESSION#<id>`   | `REQ#<client id>` |              |                       |
+//! | session   | `SESSION#<id>`     | `SESSION`      | `OWNER#<owner>` | `<updated_at>#<id>`   |
+//! | message   | `SESSION#<id>`     | `MSG#<seq, 20 digits>` |         |                       |
+//! | idempotency | `SESSION#<id>`   | `IDEM#<client message id>` |     |                       |
 //! | API key   | `APIKEY#<key id>`  | `APIKEY`       |                 |                       |
 
 use aws_sdk_dynamodb::Client;
@@ -25,7 +25,12 @@ pub const GSI1_SK: &str = "GSI1SK";
 /// Epoch seconds after which DynamoDB's TTL deletes the item.
 pub const TTL_ATTRIBUTE: &str = "expires_at";
 
-pub const SESSION_META_SK: &str = "META";
+/// Sorts above every `MSG#` key, so one descending Query from `MSG#` returns
+/// the session first and then its newest messages.
+pub const SESSION_META_SK: &str = "SESSION";
+pub const MESSAGE_SK_PREFIX: &str = "MSG#";
+/// Sorts below `MSG#`, out of the way of that Query.
+pub const IDEMPOTENCY_SK_PREFIX: &str = "IDEM#";
 pub const API_KEY_SK: &str = "APIKEY";
 
 pub fn session_pk(id: uuid::Uuid) -> String {
@@ -38,6 +43,14 @@ pub fn owner_gsi_pk(owner: &crate::domain::OwnerId) -> String {
 
 pub fn owner_gsi_sk(updated_at: &crate::domain::Timestamp, id: uuid::Uuid) -> String {
     format!("{updated_at}#{id}")
+}
+
+pub fn message_sk(seq: u64) -> String {
+    format!("{MESSAGE_SK_PREFIX}{seq:020}")
+}
+
+pub fn idempotency_sk(client_message_id: &str) -> String {
+    format!("{IDEMPOTENCY_SK_PREFIX}{client_message_id}")
 }
 
 pub fn api_key_pk(key_id: &str) -> String {

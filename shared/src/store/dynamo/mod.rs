@@ -13,7 +13,9 @@ use super::schema::*;
 use super::{ApiKeyRecord, ApiKeyRepository, Listed, SessionCursor, SessionRepository, StoreError, StoreProbe};
 use crate::domain::{Metadata, ModelOptions, OwnerId, Session, Timestamp};
 
-type Item = HashMap<String, AttributeValue>;
+mod messages;
+
+pub(crate) type Item = HashMap<String, AttributeValue>;
 
 /// Most items one BatchWriteItem call accepts.
 const BATCH_WRITE_MAX: usize = 25;
@@ -86,25 +88,25 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
-fn s(value: impl Into<String>) -> AttributeValue {
+pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
-fn to_item<T: Serialize>(value: &T) -> Result<Item, StoreError> {
+pub(crate) fn to_item<T: Serialize>(value: &T) -> Result<Item, StoreError> {
     serde_dynamo::to_item(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn from_item<T: for<'de> Deserialize<'de>>(item: Item) -> Result<T, StoreError> {
+pub(crate) fn from_item<T: for<'de> Deserialize<'de>>(item: Item) -> Result<T, StoreError> {
     serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn to_attr<T: Serialize>(value: &T) -> Result<AttributeValue, StoreError> {
+pub(crate) fn to_attr<T: Serialize>(value: &T) -> Result<AttributeValue, StoreError> {
     serde_dynamo::to_attribute_value(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 /// The session item exactly as stored.
 #[derive(Serialize, Deserialize)]
-struct SessionItem {
+pub(crate) struct SessionItem {
     #[serde(rename = "PK")]
     pk: String,
     #[serde(rename = "SK")]
@@ -131,7 +133,7 @@ struct SessionItem {
     expires_at: Option<i64>,
     /// Set while a delete is removing the session's items; the session is gone for readers.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    deleting: bool,
+    pub(crate) deleting: bool,
 }
 
 impl From<&Session> for SessionItem {
@@ -186,7 +188,7 @@ impl TryFrom<SessionItem> for Session {
 }
 
 /// A live session item of `owner`, or `NotFound`.
-fn owned_session(item: Item, owner: &OwnerId) -> Result<Session, StoreError> {
+pub(crate) fn owned_session(item: Item, owner: &OwnerId) -> Result<Session, StoreError> {
     let item: SessionItem = from_item(item)?;
     if item.deleting || &item.owner != owner {
         return Err(StoreError::NotFound);
@@ -312,7 +314,7 @@ impl SessionRepository for DynamoStore {
                 other => other,
             })?;
 
-        // 2. Remove everything under the session, META last so a failed run can be retried.
+        // 2. Remove everything under the session, the session item last so a failed run can be retried.
         let mut start: Option<Item> = None;
         loop {
             let out = self

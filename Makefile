@@ -1,0 +1,30 @@
+# LlmChat developer entry points. Recipes stay thin; the logic lives in scripts/.
+# Settings are environment variables (see scripts/dev.sh), e.g.
+#   make dev DYNAMODB_PORT=8001 LLMCHAT_PORT=9001
+
+.DEFAULT_GOAL := help
+# `make api-key` promises the key on the last line of stdout. Run it from the
+# repo root, or add -s to `make -C DIR`: with -C, make itself prints
+# "Leaving directory" after the recipe, and a Makefile cannot switch that off.
+
+SCRIPTS := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))/scripts
+
+.PHONY: help dev test api-key revoke-key
+
+help: ## Show this help
+	@echo 'Usage: make <target> [VAR=value ...]'
+	@awk 'BEGIN { FS = ":.*## " } /^[a-z-]+:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+dev: ## Run the local stack (DynamoDB Local + cargo lambda watch) in the foreground
+	@exec "$(SCRIPTS)/dev.sh" up
+
+test: ## Run all tests against a private DynamoDB Local (extra cargo args: TEST_ARGS='...')
+	@exec "$(SCRIPTS)/test.sh"
+
+# OWNER and KEY_ID reach the scripts through the environment (make exports
+# command-line variables), so no quoting of their values happens here.
+api-key: ## Issue an API key on the running dev stack: make api-key OWNER=name
+	@exec "$(SCRIPTS)/dev.sh" api-key "$${OWNER:-}"
+
+revoke-key: ## Revoke an API key on the running dev stack: make revoke-key KEY_ID=id
+	@exec "$(SCRIPTS)/dev.sh" revoke-key "$${KEY_ID:-}"

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# `make test`: cargo test --workspace against a private, in-memory DynamoDB Local
+# on a free port, so it never touches (or collides with) a running dev stack.
+#
+#   test.sh                  run the whole workspace's tests
+#   TEST_ARGS='...' test.sh  extra arguments for cargo test, word-split
+#                            (e.g. TEST_ARGS='-p llmchat-shared -- --nocapture')
+#
+# Env: DYNAMODB_START_TIMEOUT (seconds, default 60).
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$LLMCHAT_ROOT"
+
+DDB="$LLMCHAT_ROOT/scripts/dynamodb-local.sh"
+
+need_cmd cargo java mvn curl python3 setsid pgrep
+"$DDB" install
+
+mkdir -p "$LLMCHAT_STATE_DIR"
+# A directory per run: concurrent test runs each get their own pid file and log.
+RUN_DIR="$(mktemp -d "$LLMCHAT_STATE_DIR/test.XXXXXX")"
+# shellcheck disable=SC2317 # invoked through the EXIT trap
+cleanup() {
+    local status=$?
+    trap '' INT TERM HUP
+    "$DDB" stop "$RUN_DIR/dynamodb-local.pid" || true
+    rm -rf "$RUN_DIR"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+# The port could be taken between picking and binding; a retry covers that race.
+for attempt in 1 2 3; do
+    port="$(free_port)"
+    if "$DDB" start "$port" "$RUN_DIR/dynamodb-local.pid" "$RUN_DIR/dynamodb-local.log"; then
+        break
+    fi
+    ((attempt < 3)) || die "could not start DynamoDB Local for the tests"
+    log "retrying on another port"
+done
+
+use_local_aws_env
+export LLMCHAT_TEST_DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
+# Anything reading the regular endpoint variable reaches the test instance too,
+# never a dev one configured in the developer's shell.
+export DYNAMODB_ENDPOINT="$LLMCHAT_TEST_DYNAMODB_ENDPOINT"
+
+extra=()
+if [[ -n ${TEST_ARGS:-} ]]; then read -r -a extra <<<"$TEST_ARGS"; fi
+log "cargo test --workspace ${extra[*]} (DynamoDB Local at $LLMCHAT_TEST_DYNAMODB_ENDPOINT)"
+status=0
+cargo test --workspace "${extra[@]}" || status=$?
+exit "$status"

@@ -1,0 +1,349 @@
+//! Messages and idempotency records in the session's partition.
+
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{DynamoStore, Item, from_item, owned_session, s, sdk_error, to_attr, to_item};
+use crate::domain::{Message, MessageStatus, Order, OwnerId, Session, Timestamp};
+use crate::error::ProblemCode;
+use crate::llm::{Role, Usage};
+use crate::store::schema::*;
+use crate::store::{BeginError, IdempotencyRecord, Listed, MessageRepository, SendState, StoreError};
+
+#[derive(Serialize, Deserialize)]
+struct MessageItem {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    id: Uuid,
+    seq: u64,
+    role: Role,
+    content: String,
+    status: MessageStatus,
+    created_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    completed_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    usage: Option<Usage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    done_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_message_id: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    context_truncated: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error_code: Option<ProblemCode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lease_until: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_at: Option<i64>,
+}
+
+impl MessageItem {
+    fn new(m: &Message, expires_at: Option<i64>) -> Self {
+        MessageItem {
+            pk: session_pk(m.session_id),
+            sk: message_sk(m.seq),
+            id: m.id,
+            seq: m.seq,
+            role: m.role,
+            content: m.content.clone(),
+            status: m.status,
+            created_at: m.created_at,
+            completed_at: m.completed_at,
+            model: m.model.clone(),
+            usage: m.usage.clone(),
+            done_reason: m.done_reason.clone(),
+            client_message_id: m.client_message_id.clone(),
+            context_truncated: m.context_truncated,
+            error_code: m.error_code,
+            lease_until: m.lease_until,
+            expires_at,
+        }
+    }
+
+    fn into_message(self, session_id: Uuid) -> Message {
+        Message {
+            id: self.id,
+            session_id,
+            seq: self.seq,
+            role: self.role,
+            content: self.content,
+            status: self.status,
+            created_at: self.created_at,
+            completed_at: self.completed_at,
+            model: self.model,
+            usage: self.usage,
+            done_reason: self.done_reason,
+            client_message_id: self.client_message_id,
+            context_truncated: self.context_truncated,
+            error_code: self.error_code,
+            lease_until: self.lease_until,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct IdempotencyItem {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    client_message_id: String,
+    fingerprint: String,
+    user_seq: u64,
+    reply_seq: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_at: Option<i64>,
+}
+
+fn message_from(item: Item, session_id: Uuid) -> Result<Message, StoreError> {
+    Ok(from_item::<MessageItem>(item)?.into_message(session_id))
+}
+
+fn built<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl MessageRepository for DynamoStore {
+    async fn load_for_send(&self, owner: &OwnerId, session_id: Uuid, window: usize) -> Result<SendState, StoreError> {
+        // The session item's sort key sorts above every message key: read
+        // backwards from the top and it comes first, then the newest messages.
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk AND #sk >= :from")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_values(":pk", s(session_pk(session_id)))
+            .expression_attribute_values(":from", s(MESSAGE_SK_PREFIX))
+            .scan_index_forward(false)
+            .consistent_read(true)
+            .limit(window as i32 + 1)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        let mut items = out.items.unwrap_or_default().into_iter();
+        let first = items.next().ok_or(StoreError::NotFound)?;
+        if first.get(SK).and_then(|v| v.as_s().ok()).map(String::as_str) != Some(SESSION_META_SK) {
+            return Err(StoreError::NotFound);
+        }
+        let session = owned_session(first, owner)?;
+        let recent = items.map(|item| message_from(item, session_id)).collect::<Result<Vec<_>, _>>()?;
+        Ok(SendState { session, recent, older_exist: out.last_evaluated_key.is_some() })
+    }
+
+    async fn begin_exchange(
+        &self,
+        session: &Session,
+        expected_seq: u64,
+        user: &Message,
+        reply: &Message,
+        idempotency: Option<&IdempotencyRecord>,
+    ) -> Result<(), BeginError> {
+        let expires_at = session.expires_at.map(|t| t.unix_seconds());
+        let now = user.created_at;
+        let session_update = Update::builder()
+            .table_name(&self.table)
+            .key(PK, s(session_pk(session.id)))
+            .key(SK, s(SESSION_META_SK))
+            .update_expression("SET last_seq = :reply_seq, updated_at = :now, GSI1SK = :gsi1sk")
+            .condition_expression("#owner = :owner AND last_seq = :expected AND attribute_not_exists(deleting)")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(session.owner.as_str()))
+            .expression_attribute_values(":expected", AttributeValue::N(expected_seq.to_string()))
+            .expression_attribute_values(":reply_seq", AttributeValue::N(reply.seq.to_string()))
+            .expression_attribute_values(":now", s(now.to_string()))
+            .expression_attribute_values(":gsi1sk", s(owner_gsi_sk(&now, session.id)))
+            .build()
+            .map_err(built)?;
+        let put = |item: Item| {
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(PK)")
+                .build()
+                .map_err(built)
+        };
+        let mut writes = vec![
+            TransactWriteItem::builder().update(session_update).build(),
+            TransactWriteItem::builder().put(put(to_item(&MessageItem::new(user, expires_at))?)?).build(),
+            TransactWriteItem::builder().put(put(to_item(&MessageItem::new(reply, expires_at))?)?).build(),
+        ];
+        if let Some(idem) = idempotency {
+            let item = IdempotencyItem {
+                pk: session_pk(session.id),
+                sk: idempotency_sk(&idem.client_message_id),
+                client_message_id: idem.client_message_id.clone(),
+                fingerprint: idem.fingerprint.clone(),
+                user_seq: idem.user_seq,
+                reply_seq: idem.reply_seq,
+                expires_at,
+            };
+            writes.push(TransactWriteItem::builder().put(put(to_item(&item)?)?).build());
+        }
+        let result = self.client.transact_write_items().set_transact_items(Some(writes)).send().await;
+        let Err(err) = result else { return Ok(()) };
+        let failed = |index: usize| {
+            match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(c)) => c.cancellation_reasons().get(index),
+                _ => None,
+            }
+                .and_then(|r| r.code())
+                == Some("ConditionalCheckFailed")
+        };
+        if idempotency.is_some() && failed(3) {
+            return Err(BeginError::Duplicate);
+        }
+        if failed(0) {
+            return Err(BeginError::Busy);
+        }
+        Err(BeginError::Store(sdk_error(err)))
+    }
+
+    async fn get_idempotency(&self, session_id: Uuid, client_message_id: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, s(session_pk(session_id)))
+            .key(SK, s(idempotency_sk(client_message_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        let Some(item) = out.item else { return Ok(None) };
+        let item: IdempotencyItem = from_item(item)?;
+        Ok(Some(IdempotencyRecord {
+            client_message_id: item.client_message_id,
+            fingerprint: item.fingerprint,
+            user_seq: item.user_seq,
+            reply_seq: item.reply_seq,
+        }))
+    }
+
+    async fn get_message(&self, session_id: Uuid, seq: u64) -> Result<Option<Message>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, s(session_pk(session_id)))
+            .key(SK, s(message_sk(seq)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        out.item.map(|item| message_from(item, session_id)).transpose()
+    }
+
+    async fn checkpoint_reply(&self, reply: &Message) -> Result<(), StoreError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(session_pk(reply.session_id)))
+            .key(SK, s(message_sk(reply.seq)))
+            .condition_expression("#status = :streaming")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":streaming", s("streaming"))
+            .expression_attribute_values(":content", s(&reply.content));
+        update = match reply.lease_until {
+            Some(lease) => update
+                .update_expression("SET content = :content, lease_until = :lease")
+                .expression_attribute_values(":lease", s(lease.to_string())),
+            None => update.update_expression("SET content = :content"),
+        };
+        update.send().await.map_err(sdk_error)?;
+        Ok(())
+    }
+
+    async fn finish_reply(&self, reply: &Message) -> Result<(), StoreError> {
+        // Only over a reply still streaming: a deleted session's reply is not brought back.
+        let mut set = vec!["content = :content", "#status = :status"];
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(session_pk(reply.session_id)))
+            .key(SK, s(message_sk(reply.seq)))
+            .condition_expression("#status = :streaming")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":streaming", s("streaming"))
+            .expression_attribute_values(":content", s(&reply.content))
+            .expression_attribute_values(":status", to_attr(&reply.status)?);
+        if let Some(at) = reply.completed_at {
+            set.push("completed_at = :completed_at");
+            update = update.expression_attribute_values(":completed_at", s(at.to_string()));
+        }
+        if let Some(usage) = &reply.usage {
+            set.push("#usage = :usage");
+            update = update.expression_attribute_names("#usage", "usage").expression_attribute_values(":usage", to_attr(usage)?);
+        }
+        if let Some(reason) = &reply.done_reason {
+            set.push("done_reason = :done_reason");
+            update = update.expression_attribute_values(":done_reason", s(reason));
+        }
+        if let Some(code) = reply.error_code {
+            set.push("error_code = :error_code");
+            update = update.expression_attribute_values(":error_code", to_attr(&code)?);
+        }
+        update
+            .update_expression(format!("SET {} REMOVE lease_until", set.join(", ")))
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(())
+    }
+
+    async fn list_messages(
+        &self,
+        session_id: Uuid,
+        order: Order,
+        limit: u32,
+        after_seq: Option<u64>,
+    ) -> Result<Listed<Message, u64>, StoreError> {
+        let (condition, bound) = match (order, after_seq) {
+            (_, None) => ("#pk = :pk AND begins_with(#sk, :bound)", MESSAGE_SK_PREFIX.to_owned()),
+            (Order::Asc, Some(seq)) => ("#pk = :pk AND #sk BETWEEN :bound AND :top", message_sk(seq + 1)),
+            (Order::Desc, Some(seq)) => ("#pk = :pk AND #sk BETWEEN :bottom AND :bound", message_sk(seq.saturating_sub(1))),
+        };
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression(condition)
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_values(":pk", s(session_pk(session_id)))
+            .expression_attribute_values(":bound", s(bound))
+            .scan_index_forward(order == Order::Asc)
+            .limit(limit as i32);
+        match (order, after_seq) {
+            (Order::Asc, Some(_)) => query = query.expression_attribute_values(":top", s(message_sk(u64::MAX))),
+            (Order::Desc, Some(_)) => query = query.expression_attribute_values(":bottom", s(message_sk(0))),
+            _ => {}
+        }
+        if order == Order::Desc && after_seq == Some(1) {
+            // Nothing comes before the first message.
+            return Ok(Listed { items: Vec::new(), next: None });
+        }
+        let out = query.send().await.map_err(sdk_error)?;
+        let items = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| message_from(item, session_id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = match (&out.last_evaluated_key, items.last()) {
+            (Some(_), Some(last)) => Some(last.seq),
+            _ => None,
+        };
+        Ok(Listed { items, next })
+    }
+}
