@@ -9,7 +9,7 @@
 
 SCRIPTS := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))/scripts
 
-.PHONY: help dev test api-key revoke-key
+.PHONY: help dev test api-key revoke-key openapi
 
 help: ## Show this help
 	@echo 'Usage: make <target> [VAR=value ...]'
@@ -28,3 +28,7 @@ api-key: ## Issue an API key on the running dev stack: make api-key OWNER=name
 
 revoke-key: ## Revoke an API key on the running dev stack: make revoke-key KEY_ID=id
 	@exec "$(SCRIPTS)/dev.sh" revoke-key "$${KEY_ID:-}"
+
+openapi: ## Regenerate openapi.yaml from the code (a test fails when it is stale)
+	@cargo run -q -p llmchat-admin -- openapi > openapi.yaml
+	@echo "wrote openapi.yaml"
