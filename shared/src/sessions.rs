@@ -4,9 +4,11 @@
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::domain::{CreateSession, DEFAULT_TITLE, OwnerId, Page, Session, SessionView, Timestamp, UpdateSession};
+use crate::domain::{
+    CreateSession, DEFAULT_TITLE, MessageView, Order, OwnerId, Page, Session, SessionView, Timestamp, UpdateSession,
+};
 use crate::error::ApiError;
-use crate::store::{SessionCursor, SessionRepository, StoreError};
+use crate::store::{MessageCursor, MessageRepository, SessionCursor, SessionRepository, StoreError};
 
 fn session_error(err: StoreError) -> ApiError {
     match err {
@@ -73,4 +75,29 @@ pub async fn update<R: SessionRepository>(
 
 pub async fn delete<R: SessionRepository>(repo: &R, owner: &OwnerId, id: Uuid) -> Result<(), ApiError> {
     repo.delete_session(owner, id).await.map_err(session_error)
+}
+
+/// A page of the session's history. A cursor is bound to the order it was made for.
+pub async fn history<R: SessionRepository + MessageRepository>(
+    repo: &R,
+    owner: &OwnerId,
+    id: Uuid,
+    order: Order,
+    limit: u32,
+    cursor: Option<&str>,
+) -> Result<Page<MessageView>, ApiError> {
+    let after = match cursor.map(MessageCursor::decode).transpose().map_err(|e| ApiError::BadRequest(e.0))? {
+        Some(c) if c.order != order => {
+            return Err(ApiError::BadRequest("cursor was made for the other order".to_owned()));
+        }
+        Some(c) => Some(c.seq),
+        None => None,
+    };
+    get(repo, owner, id).await?;
+    let listed = repo.list_messages(id, order, limit, after).await.map_err(session_error)?;
+    let now = Timestamp::now();
+    Ok(Page {
+        items: listed.items.iter().map(|m| MessageView::new(m, now)).collect(),
+        next_cursor: listed.next.map(|seq| MessageCursor { seq, order }.encode()),
+    })
 }

@@ -1,9 +1,9 @@
-//! The session resource: `GET /sessions`, and `GET`, `PATCH`, `DELETE`
-//! on `/sessions/{id}`.
+//! The session resource: `GET /sessions`; `GET`, `PATCH`, `DELETE` on
+//! `/sessions/{id}`; and the history, `GET /sessions/{id}/messages`.
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
-use llmchat::domain::{SessionView, parse_session_id};
+use llmchat::domain::{Order, SessionView, parse_session_id};
 use llmchat::store::Store;
 use llmchat::{ApiError, App, auth, http as api, sessions};
 
@@ -40,6 +40,18 @@ pub async fn handle<S: Store>(app: &App<S>, req: Request) -> Result<Response<Bod
                     }
                     _ => Err(api::method_not_allowed(req.method())),
                 }
+            }
+            [id, "messages"] => {
+                let id = parse_session_id(id).map_err(|e| ApiError::BadRequest(e.0))?;
+                api::record_session(&id);
+                if req.method() != Method::GET {
+                    return Err(api::method_not_allowed(req.method()));
+                }
+                let order = Order::parse(api::query_param(&req, "order").as_deref()).map_err(|e| ApiError::BadRequest(e.0))?;
+                let limit = api::page_limit(&req)?;
+                let cursor = api::query_param(&req, "cursor");
+                let page = sessions::history(&app.store, &owner, id, order, limit, cursor.as_deref()).await?;
+                api::json(StatusCode::OK, &page)
             }
             _ => Err(ApiError::NotFound("route")),
         }

@@ -7,7 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::domain::{Invalid, Timestamp};
+use crate::domain::{Invalid, Order, Timestamp};
 use crate::limits::MAX_CURSOR_CHARS;
 
 /// Where a page of sessions ended.
@@ -20,6 +20,25 @@ pub struct SessionCursor {
 }
 
 impl SessionCursor {
+    pub fn encode(&self) -> String {
+        encode(&self)
+    }
+
+    pub fn decode(text: &str) -> Result<Self, Invalid> {
+        decode(text)
+    }
+}
+
+/// Where a page of messages ended, and in which order it was read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageCursor {
+    #[serde(rename = "s")]
+    pub seq: u64,
+    #[serde(rename = "o")]
+    pub order: Order,
+}
+
+impl MessageCursor {
     pub fn encode(&self) -> String {
         encode(&self)
     }

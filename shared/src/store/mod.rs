@@ -13,7 +13,7 @@ pub mod dynamo;
 pub mod memory;
 pub mod schema;
 
-pub use cursor::SessionCursor;
+pub use cursor::{MessageCursor, SessionCursor};
 pub use dynamo::DynamoStore;
 
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,84 @@
+//! `POST /sessions/{id}/messages`: store the message, get the whole reply,
+//! answer `201 {user_message, reply}`.
+
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use llmchat::chat::{self, Begun};
+use llmchat::domain::{Exchange, MessageView, Timestamp, parse_session_id};
+use llmchat::store::Store;
+use llmchat::{ApiError, App, auth, http as api};
+
+pub async fn handle<S: Store>(app: &App<S>, req: Request) -> Result<Response<Body>, lambda_http::Error> {
+    api::serve(app, req, |req| async move {
+        let owner = auth::authenticate(app.config.auth_mode, &app.store, &req).await?;
+        let segments = api::segments_after(&req, "sessions").ok_or(ApiError::NotFound("route"))?;
+        let [id, "messages"] = segments.as_slice() else { return Err(ApiError::NotFound("route")) };
+        if req.method() != Method::POST {
+            return Err(api::method_not_allowed(req.method()));
+        }
+        let session_id = parse_session_id(id).map_err(|e| ApiError::BadRequest(e.0))?;
+        api::record_session(&session_id);
+        let input = api::json_body(&req)?;
+        match chat::begin(&app.store, &app.config, &owner, session_id, input).await? {
+            Begun::Replay(exchange) => api::json(StatusCode::OK, &exchange),
+            Begun::New(pending) => {
+                let user = pending.user.clone();
+                let reply = chat::generate(&app.store, &app.llm, &app.config, pending, |_| {})
+                    .await
+                    .map_err(|(_, err)| ApiError::Llm(err))?;
+                let now = Timestamp::now();
+                let exchange = Exchange { user_message: MessageView::new(&user, now), reply: MessageView::new(&reply, now) };
+                api::json(StatusCode::CREATED, &exchange)
+            }
+        }
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use lambda_http::http::Method;
+    use llmchat::App;
+    use llmchat::domain::{CreateSession, OwnerId};
+    use llmchat::store::MessageRepository;
+    use llmchat::testing::{json_body, request};
+
+    use super::handle;
+
+    #[tokio::test]
+    async fn bad_input_is_rejected_before_anything_is_stored() {
+        let (app, key) = App::in_memory("alice").await;
+        let owner = OwnerId::parse("alice").unwrap();
+        let session = llmchat::sessions::create(&app.store, &app.config, owner.clone(), CreateSession::default()).await.unwrap();
+        let path = format!("/sessions/{}/messages", session.id);
+        for (body, status) in [(r#"{"content": ""}"#, 422), (r#"{"text": "hi"}"#, 422), ("{", 400)] {
+            let r = handle(&app, request(Method::POST, &path, Some(&key), Some(body))).await.unwrap();
+            assert_eq!(r.status().as_u16(), status, "{body}: {}", json_body(&r));
+        }
+        let r = handle(&app, request(Method::GET, &path, Some(&key), None)).await.unwrap();
+        assert_eq!(r.status(), 405);
+        let state = app.store.load_for_send(&owner, session.id, 10).await.unwrap();
+        assert!(state.recent.is_empty());
+    }
+
+    #[tokio::test]
+    async fn llm_down_is_a_503_problem_and_the_message_is_kept() {
+        let (mut app, key) = App::in_memory("alice").await;
+        app.llm = llmchat::llm::OllamaClient::new(
+            "http://127.0.0.1:9",
+            std::time::Duration::from_millis(200),
+            std::time::Duration::from_secs(2),
+            std::time::Duration::from_secs(2),
+        );
+        let owner = OwnerId::parse("alice").unwrap();
+        let session = llmchat::sessions::create(&app.store, &app.config, owner.clone(), CreateSession::default()).await.unwrap();
+        let path = format!("/sessions/{}/messages", session.id);
+        let r = handle(&app, request(Method::POST, &path, Some(&key), Some(r#"{"content": "hello"}"#))).await.unwrap();
+        assert_eq!(r.status(), 503);
+        assert_eq!(json_body(&r)["code"], "llm_unavailable");
+        let state = app.store.load_for_send(&owner, session.id, 10).await.unwrap();
+        assert_eq!(state.recent.len(), 2);
+        assert_eq!(state.recent[1].content, "hello");
+        assert_eq!(state.recent[0].status, llmchat::domain::MessageStatus::Failed);
+    }
+}

@@ -1,0 +1,99 @@
+//! `POST /sessions/{id}/messages/stream`: store the message, then stream the
+//! reply as Server-Sent Events while it is generated and stored.
+//!
+//! Problems found before the model is called (bad input, unknown session, a
+//! reply already in progress) are ordinary problem+json responses. Once the
+//! stream has started, the outcome is its last event: `reply.completed` or
+//! `error`. Generation runs in its own task and does not depend on the
+//! reader: a client that goes away loses nothing.
+
+use std::sync::Arc;
+
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Request, Response};
+use lambda_runtime::streaming::Body;
+use llmchat::chat::{self, Begun, Pending};
+use llmchat::domain::{MessageView, Timestamp, parse_session_id};
+use llmchat::error::llm_error_status;
+use llmchat::store::Store;
+use llmchat::stream::{self, MessageCreated, ReplyCompleted, ReplyDelta, STREAM_HEADERS, StreamError, StreamEvent};
+use llmchat::{ApiError, App, auth, http as api};
+use tokio::sync::mpsc::{self, UnboundedSender};
+
+pub async fn handle<S: Store + 'static>(app: Arc<App<S>>, req: Request) -> Result<Response<Body>, lambda_http::Error> {
+    let request_id = api::request_id(&req);
+    let shared = app.clone();
+    api::serve(&app, req, |req| async move {
+        let owner = auth::authenticate(shared.config.auth_mode, &shared.store, &req).await?;
+        let segments = api::segments_after(&req, "sessions").ok_or(ApiError::NotFound("route"))?;
+        let [id, "messages", "stream"] = segments.as_slice() else { return Err(ApiError::NotFound("route")) };
+        if req.method() != Method::POST {
+            return Err(api::method_not_allowed(req.method()));
+        }
+        let session_id = parse_session_id(id).map_err(|e| ApiError::BadRequest(e.0))?;
+        api::record_session(&session_id);
+        let input = api::json_body(&req)?;
+        let begun = chat::begin(&shared.store, &shared.config, &owner, session_id, input).await?;
+
+        let (events, receiver) = mpsc::unbounded_channel();
+        let (sender, body) = lambda_runtime::streaming::channel();
+        let keepalive = shared.config.sse_keepalive;
+        let writer = tokio::spawn(stream::write_events(sender, receiver, keepalive));
+        match begun {
+            Begun::Replay(exchange) => {
+                // A retry: the same stream shape, from what is stored.
+                let _ = events.send(StreamEvent::MessageCreated(MessageCreated {
+                    reply_id: exchange.reply.id,
+                    user_message: exchange.user_message,
+                }));
+                let _ = events.send(StreamEvent::Completed(ReplyCompleted { reply: exchange.reply }));
+            }
+            Begun::New(pending) => {
+                let span = tracing::Span::current();
+                tokio::spawn(tracing::Instrument::instrument(
+                    produce(shared, pending, events, request_id, writer),
+                    span,
+                ));
+            }
+        }
+        let mut response = Response::builder().status(StatusCode::OK);
+        for (name, value) in STREAM_HEADERS {
+            response = response.header(name, value);
+        }
+        response.body(body).map_err(|e| ApiError::Internal(Box::new(e)))
+    })
+    .await
+}
+
+/// Generates the reply, turning its progress into stream events.
+async fn produce<S: Store>(
+    app: Arc<App<S>>,
+    pending: Pending,
+    events: UnboundedSender<StreamEvent>,
+    request_id: String,
+    writer: tokio::task::JoinHandle<()>,
+) {
+    let now = Timestamp::now();
+    let reply_id = pending.reply.id;
+    let _ = events.send(StreamEvent::MessageCreated(MessageCreated {
+        user_message: MessageView::new(&pending.user, now),
+        reply_id,
+    }));
+    let deltas = events.clone();
+    let outcome = chat::generate(&app.store, &app.llm, &app.config, pending, move |delta| {
+        let _ = deltas.send(StreamEvent::Delta(ReplyDelta { reply_id, delta: delta.to_owned() }));
+    })
+    .await;
+    let last = match outcome {
+        Ok(reply) => StreamEvent::Completed(ReplyCompleted { reply: MessageView::new(&reply, Timestamp::now()) }),
+        Err((reply, err)) => {
+            let status = llm_error_status(&err);
+            let mut problem = ApiError::Llm(err).to_problem(&request_id);
+            problem.status = status;
+            StreamEvent::Error(StreamError { problem, reply_id: Some(reply.id), partial_saved: !reply.content.is_empty() })
+        }
+    };
+    let _ = events.send(last);
+    drop(events);
+    let _ = writer.await;
+}
