@@ -1,8 +1,10 @@
 //! `spawn_app()`: a fresh table, an App over it, and an API key for a fresh owner.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use lambda_http::Request;
+
+use lambda_http::{Body, Request};
 use lambda_http::http::{Method, StatusCode};
 use llmchat::App;
 use llmchat::{auth, testing};
@@ -20,7 +22,7 @@ pub fn endpoint() -> String {
 }
 
 pub struct TestApp {
-    pub app: App<DynamoStore>,
+    pub app: Arc<App<DynamoStore>>,
     /// A key for `owner`.
     pub key: String,
     pub owner: OwnerId,
@@ -30,7 +32,10 @@ pub struct TestResponse {
     pub status: StatusCode,
     pub content_type: String,
     pub headers: lambda_http::http::HeaderMap,
+    /// The JSON body (`Null` for an empty or event-stream body).
     pub body: Value,
+    /// The raw body text.
+    pub text: String,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -47,7 +52,7 @@ pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
     ]);
     env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test configuration is valid");
-    let app = App::with_config(config).await;
+    let app = Arc::new(App::with_config(config).await);
     schema::create_table(app.store.client(), &table).await.expect("create test table");
     let mut test = TestApp { app, key: String::new(), owner: OwnerId::parse("placeholder").unwrap() };
     let (owner, key) = test.new_owner().await;
@@ -77,19 +82,42 @@ impl TestApp {
 
     pub async fn dispatch(&self, method: Method, req: Request) -> TestResponse {
         let path = req.uri().path().to_owned();
+        let app = &*self.app;
         let response = if path == "/health" {
-            meta::handle(&self.app, req).await
+            meta::handle(app, req).await
         } else if path == "/sessions" && method == Method::POST {
-            create_session::handle(&self.app, req).await
+            create_session::handle(app, req).await
+        } else if path.ends_with("/messages/stream") {
+            let response = stream_reply::handle(self.app.clone(), req).await.expect("handlers never fail the invocation");
+            let (parts, body) = response.into_parts();
+            let bytes = body.collect().await.expect("the stream ends cleanly").to_bytes();
+            Ok(lambda_http::Response::from_parts(parts, Body::from(bytes.to_vec())))
+        } else if path.ends_with("/messages") && method == Method::POST {
+            send_message::handle(app, req).await
         } else {
-            sessions::handle(&self.app, req).await
+            sessions::handle(app, req).await
         }
         .expect("handlers never fail the invocation");
         let status = response.status();
         let headers = response.headers().clone();
         let content_type = testing::content_type(&response).to_owned();
-        let body = testing::json_body(&response);
-        TestResponse { status, content_type, headers, body }
+        let text = String::from_utf8_lossy(response.body().as_ref()).into_owned();
+        let body = if content_type.contains("json") { testing::json_body(&response) } else { Value::Null };
+        TestResponse { status, content_type, headers, body, text }
+    }
+
+    /// Starts a streamed reply and hands back the live response.
+    pub async fn open_stream(&self, session_id: &str, body: &str) -> lambda_http::Response<lambda_runtime::streaming::Body> {
+        let path = format!("/sessions/{session_id}/messages/stream");
+        let req = testing::request(Method::POST, &path, Some(&self.key), Some(body));
+        stream_reply::handle(self.app.clone(), req).await.expect("handlers never fail the invocation")
+    }
+
+    /// The session's whole history, oldest first.
+    pub async fn history(&self, session_id: &str) -> Vec<Value> {
+        let r = self.send(Method::GET, &format!("/sessions/{session_id}/messages?limit=100"), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.body["items"].as_array().unwrap().clone()
     }
 
     /// Creates a session and returns its JSON.

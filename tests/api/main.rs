@@ -4,7 +4,9 @@
 
 mod auth;
 mod bad_input;
+mod chat;
 mod health;
 mod helpers;
 mod schema;
+mod scripted_llm;
 mod sessions;
