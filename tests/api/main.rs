@@ -10,3 +10,4 @@ mod helpers;
 mod schema;
 mod scripted_llm;
 mod sessions;
+mod stream;
