@@ -16,6 +16,8 @@ DDB="$LLMCHAT_ROOT/scripts/dynamodb-local.sh"
 
 need_cmd cargo java mvn curl python3 setsid pgrep
 "$DDB" install
+# cargo-lambda: the end-to-end test runs the functions under `cargo lambda watch`.
+ensure_dev_tools
 
 mkdir -p "$LLMCHAT_STATE_DIR"
 # A directory per run: concurrent test runs each get their own pid file and log.

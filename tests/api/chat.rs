@@ -8,7 +8,7 @@ use lambda_http::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, spawn_app_with};
-use crate::scripted_llm::{Script, ScriptedLlm, Step, done_line, reply_steps, token_line};
+use llmchat_tests::scripted_llm::{Script, ScriptedLlm, Step, done_line, reply_steps, token_line};
 
 async fn app_with(llm: &ScriptedLlm, extra: &[(&str, &str)]) -> TestApp {
     let mut vars = vec![("OLLAMA_URL", llm.url.as_str())];

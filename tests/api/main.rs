@@ -1,5 +1,6 @@
 //! Integration tests: the function handlers against a real DynamoDB Local
-//! (started by `make test`, found through `LLMCHAT_TEST_DYNAMODB_ENDPOINT`).
+//! (started by `make test`, found through `LLMCHAT_TEST_DYNAMODB_ENDPOINT`)
+//! and a scripted LLM server standing in for Ollama.
 //! Every test gets its own table, so tests run in parallel without sharing state.
 
 mod auth;
@@ -7,7 +8,7 @@ mod bad_input;
 mod chat;
 mod health;
 mod helpers;
+mod ollama;
 mod schema;
-mod scripted_llm;
 mod sessions;
 mod stream;

@@ -7,7 +7,7 @@ use lambda_http::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, spawn_app_with};
-use crate::scripted_llm::{Script, ScriptedLlm, Step, reply_steps, token_line};
+use llmchat_tests::scripted_llm::{Script, ScriptedLlm, Step, reply_steps, token_line};
 
 /// One parsed SSE event.
 #[derive(Debug)]

@@ -1,1 +1,3 @@
-//! Integration tests live in api/.
+//! Test support shared by the integration test binaries (`api`, `e2e`).
+
+pub mod scripted_llm;

@@ -97,3 +97,42 @@ async fn produce<S: Store>(
     drop(events);
     let _ = writer.await;
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use lambda_http::http::Method;
+    use llmchat::App;
+    use llmchat::domain::{CreateSession, OwnerId};
+    use llmchat::testing::request;
+
+    use super::handle;
+
+    #[tokio::test]
+    async fn problems_before_the_model_are_problem_json_and_llm_failures_end_the_stream() {
+        let (mut app, key) = App::in_memory("alice").await;
+        app.llm = llmchat::llm::OllamaClient::new(
+            "http://127.0.0.1:9",
+            std::time::Duration::from_millis(200),
+            std::time::Duration::from_secs(2),
+            std::time::Duration::from_secs(2),
+        );
+        let owner = OwnerId::parse("alice").unwrap();
+        let session = llmchat::sessions::create(&app.store, &app.config, owner, CreateSession::default()).await.unwrap();
+        let app = Arc::new(app);
+        let path = format!("/sessions/{}/messages/stream", session.id);
+
+        let r = handle(app.clone(), request(Method::POST, &path, Some(&key), Some(r#"{"content": ""}"#))).await.unwrap();
+        assert_eq!(r.status(), 422);
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+
+        let r = handle(app.clone(), request(Method::POST, &path, Some(&key), Some(r#"{"content": "hi"}"#))).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "text/event-stream");
+        let text = String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        let events: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
+        assert_eq!(events, ["message.created", "error"]);
+        assert!(text.contains(r#""code":"llm_unavailable""#));
+    }
+}
