@@ -68,10 +68,10 @@ pub async fn begin<S: MessageRepository>(
     }
 
     let session = state.session;
-    let mut options = session.options.clone();
-    if let Some(overrides) = &input.options {
-        options = merge(options, overrides);
-    }
+    let mut options = match &input.options {
+        Some(overrides) => session.options.overridden_by(overrides),
+        None => session.options.clone(),
+    };
     let context_tokens = options.num_ctx.unwrap_or(config.context_tokens);
     options.num_ctx = Some(context_tokens);
     let reserve = options.num_predict.unwrap_or(DEFAULT_REPLY_RESERVE_TOKENS);
@@ -249,13 +249,4 @@ fn fingerprint(input: &SendMessage) -> String {
     hasher.update([0]);
     hasher.update(serde_json::to_vec(&input.options).unwrap_or_default());
     hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Session options with the request's overrides on top.
-fn merge(mut base: crate::domain::ModelOptions, over: &crate::domain::ModelOptions) -> crate::domain::ModelOptions {
-    macro_rules! take {
-        ($($field:ident),*) => { $( if over.$field.is_some() { base.$field = over.$field.clone(); } )* };
-    }
-    take!(temperature, top_p, top_k, num_ctx, num_predict, seed, repeat_penalty, stop);
-    base
 }

@@ -39,3 +39,15 @@ pub fn json_body(response: &Response<Body>) -> Value {
 pub fn content_type(response: &Response<Body>) -> &str {
     response.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default()
 }
+
+/// An Ollama client pointed at a port nothing listens on, with short waits.
+pub fn unreachable_llm() -> crate::llm::OllamaClient {
+    let short = std::time::Duration::from_millis(200);
+    crate::llm::OllamaClient::new("http://127.0.0.1:9", short, short * 10, short * 10)
+}
+
+/// A new session of `owner` with default settings.
+pub async fn new_session<S: crate::store::SessionRepository>(app: &crate::App<S>, owner: &str) -> crate::domain::Session {
+    let owner = crate::domain::OwnerId::parse(owner).expect("valid owner");
+    crate::sessions::create(&app.store, &app.config, owner, Default::default()).await.expect("session created")
+}

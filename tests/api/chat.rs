@@ -7,27 +7,17 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use lambda_http::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{TestApp, id, spawn_app_for_llm, spawn_app_with, unreachable_url};
 use llmchat_tests::scripted_llm::{Script, ScriptedLlm, Step, done_line, reply_steps, token_line};
-
-async fn app_with(llm: &ScriptedLlm, extra: &[(&str, &str)]) -> TestApp {
-    let mut vars = vec![("OLLAMA_URL", llm.url.as_str())];
-    vars.extend_from_slice(extra);
-    spawn_app_with(&vars).await
-}
 
 async fn send(t: &TestApp, session: &str, body: Value) -> crate::helpers::TestResponse {
     t.send(Method::POST, &format!("/sessions/{session}/messages"), Some(&body.to_string())).await
 }
 
-fn id(v: &Value) -> String {
-    v["id"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn a_buffered_send_stores_and_returns_the_exchange() {
     let llm = ScriptedLlm::replying(&["Hello", ", ", "world"]).await;
-    let t = app_with(&llm, &[]).await;
+    let t = spawn_app_for_llm(&llm.url, &[]).await;
     let session = id(&t.create_session(r#"{"system_prompt": "Be kind.", "options": {"temperature": 0.5}}"#).await);
 
     let r = send(&t, &session, json!({"content": "Hi there"})).await;
@@ -64,7 +54,7 @@ async fn a_buffered_send_stores_and_returns_the_exchange() {
 #[tokio::test]
 async fn later_sends_carry_the_history_in_order() {
     let llm = ScriptedLlm::replying(&["ok"]).await;
-    let t = app_with(&llm, &[]).await;
+    let t = spawn_app_for_llm(&llm.url, &[]).await;
     let session = id(&t.create_session("{}").await);
     for text in ["one", "two", "three"] {
         assert_eq!(send(&t, &session, json!({"content": text})).await.status, StatusCode::CREATED);
@@ -79,7 +69,7 @@ async fn later_sends_carry_the_history_in_order() {
 #[tokio::test]
 async fn the_user_message_is_stored_before_the_model_is_called() {
     let llm = ScriptedLlm::start(|_| Script { status: 200, steps: reply_steps(&["late"], Duration::from_millis(1500)) }).await;
-    let t = app_with(&llm, &[]).await;
+    let t = spawn_app_for_llm(&llm.url, &[]).await;
     let session = id(&t.create_session("{}").await);
     let t2 = std::sync::Arc::new(t);
     let t3 = t2.clone();
@@ -112,7 +102,7 @@ async fn a_mid_stream_error_line_stores_the_text_so_far_as_failed() {
         ],
     })
     .await;
-    let t = app_with(&llm, &[]).await;
+    let t = spawn_app_for_llm(&llm.url, &[]).await;
     let session = id(&t.create_session("{}").await);
     let r = send(&t, &session, json!({"content": "hi"})).await;
     r.assert_problem(502, "llm_error");
@@ -131,7 +121,7 @@ async fn a_cut_connection_stores_the_text_so_far_as_failed() {
         steps: vec![Step::Bytes(token_line("Half a")), Step::Bytes(b"{\"message\":{\"content\":\" sen".to_vec()), Step::Cut],
     })
     .await;
-    let t = app_with(&llm, &[]).await;
+    let t = spawn_app_for_llm(&llm.url, &[]).await;
     let session = id(&t.create_session("{}").await);
     send(&t, &session, json!({"content": "hi"})).await.assert_problem(502, "llm_error");
     let history = t.history(&session).await;
@@ -158,7 +148,7 @@ async fn characters_split_across_reads_arrive_whole() {
         ],
     })
     .await;
-    let t = app_with(&llm, &[]).await;
+    let t = spawn_app_for_llm(&llm.url, &[]).await;
     let session = id(&t.create_session("{}").await);
     let r = send(&t, &session, json!({"content": "hi"})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
@@ -172,7 +162,7 @@ async fn slow_tokens_past_the_idle_timeout_store_an_incomplete_reply() {
         steps: vec![Step::Bytes(token_line("Started")), Step::Sleep(Duration::from_secs(3)), Step::Bytes(done_line())],
     })
     .await;
-    let t = app_with(&llm, &[("LLMCHAT_LLM_IDLE_TIMEOUT_MS", "300")]).await;
+    let t = spawn_app_for_llm(&llm.url, &[("LLMCHAT_LLM_IDLE_TIMEOUT_MS", "300")]).await;
     let session = id(&t.create_session("{}").await);
     send(&t, &session, json!({"content": "hi"})).await.assert_problem(504, "llm_timeout");
     let history = t.history(&session).await;
@@ -184,7 +174,7 @@ async fn slow_tokens_past_the_idle_timeout_store_an_incomplete_reply() {
 #[tokio::test]
 async fn a_model_that_never_starts_times_out_on_the_first_token() {
     let llm = ScriptedLlm::start(|_| Script { status: 200, steps: vec![Step::Sleep(Duration::from_secs(5))] }).await;
-    let t = app_with(&llm, &[("LLMCHAT_LLM_FIRST_TOKEN_TIMEOUT_MS", "400")]).await;
+    let t = spawn_app_for_llm(&llm.url, &[("LLMCHAT_LLM_FIRST_TOKEN_TIMEOUT_MS", "400")]).await;
     let session = id(&t.create_session("{}").await);
     send(&t, &session, json!({"content": "hi"})).await.assert_problem(504, "llm_timeout");
     let history = t.history(&session).await;
@@ -199,7 +189,7 @@ async fn an_unknown_model_is_model_not_found_and_keeps_the_message() {
         steps: vec![Step::Bytes(format!("{{\"error\":\"model '{}' not found\"}}", req["model"].as_str().unwrap()).into_bytes())],
     })
     .await;
-    let t = app_with(&llm, &[]).await;
+    let t = spawn_app_for_llm(&llm.url, &[]).await;
     let session = id(&t.create_session(r#"{"model": "no-such-model:1b"}"#).await);
     let r = send(&t, &session, json!({"content": "hi"})).await;
     r.assert_problem(422, "model_not_found");
@@ -213,9 +203,7 @@ async fn an_unknown_model_is_model_not_found_and_keeps_the_message() {
 #[tokio::test]
 async fn the_llm_being_down_is_a_fast_503_with_the_message_kept() {
     // A port nothing listens on.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+    let url = unreachable_url();
     let t = spawn_app_with(&[("OLLAMA_URL", &url)]).await;
     let session = id(&t.create_session("{}").await);
     let started = Instant::now();
@@ -232,7 +220,7 @@ async fn the_llm_being_down_is_a_fast_503_with_the_message_kept() {
 #[tokio::test]
 async fn a_retry_with_the_same_client_message_id_returns_the_original_exchange() {
     let llm = ScriptedLlm::replying(&["only once"]).await;
-    let t = app_with(&llm, &[]).await;
+    let t = spawn_app_for_llm(&llm.url, &[]).await;
     let session = id(&t.create_session("{}").await);
     let body = json!({"content": "hello", "client_message_id": "msg-1"});
     let first = send(&t, &session, body.clone()).await;
@@ -251,7 +239,7 @@ async fn a_retry_with_the_same_client_message_id_returns_the_original_exchange()
 #[tokio::test]
 async fn a_second_send_while_a_reply_is_generated_is_409() {
     let llm = ScriptedLlm::start(|_| Script { status: 200, steps: reply_steps(&["slow"], Duration::from_millis(1500)) }).await;
-    let t = std::sync::Arc::new(app_with(&llm, &[]).await);
+    let t = std::sync::Arc::new(spawn_app_for_llm(&llm.url, &[]).await);
     let session = id(&t.create_session("{}").await);
     let (t2, s2) = (t.clone(), session.clone());
     let first = tokio::spawn(async move { send(&t2, &s2, json!({"content": "first", "client_message_id": "a"})).await });
@@ -269,7 +257,7 @@ async fn a_second_send_while_a_reply_is_generated_is_409() {
 #[tokio::test]
 async fn seq_stays_strictly_increasing_under_concurrent_sends() {
     let llm = ScriptedLlm::start(|_| Script { status: 200, steps: reply_steps(&["r"], Duration::from_millis(50)) }).await;
-    let t = std::sync::Arc::new(app_with(&llm, &[]).await);
+    let t = std::sync::Arc::new(spawn_app_for_llm(&llm.url, &[]).await);
     let session = id(&t.create_session("{}").await);
     let mut accepted = 0;
     for round in 0..3 {
@@ -299,7 +287,7 @@ async fn seq_stays_strictly_increasing_under_concurrent_sends() {
 #[tokio::test]
 async fn a_reply_left_streaming_past_its_lease_reads_as_incomplete_and_frees_the_session() {
     let llm = ScriptedLlm::replying(&["fresh"]).await;
-    let t = app_with(&llm, &[]).await;
+    let t = spawn_app_for_llm(&llm.url, &[]).await;
     let session = id(&t.create_session("{}").await);
     assert_eq!(send(&t, &session, json!({"content": "one"})).await.status, StatusCode::CREATED);
     // As if the function died mid-reply: status streaming, lease in the past.
@@ -332,7 +320,7 @@ async fn long_replies_are_checkpointed_while_they_stream() {
     let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
     let steps = reply_steps(&refs, Duration::from_millis(150));
     let llm = ScriptedLlm::start(move |_| Script { status: 200, steps: steps.clone() }).await;
-    let t = std::sync::Arc::new(app_with(&llm, &[]).await);
+    let t = std::sync::Arc::new(spawn_app_for_llm(&llm.url, &[]).await);
     let session = id(&t.create_session("{}").await);
     let (t2, s2) = (t.clone(), session.clone());
     let sending = tokio::spawn(async move { send(&t2, &s2, json!({"content": "go"})).await });
@@ -357,7 +345,7 @@ async fn long_replies_are_checkpointed_while_they_stream() {
 #[tokio::test]
 async fn history_beyond_the_context_budget_drops_the_oldest_turns_and_says_so() {
     let llm = ScriptedLlm::replying(&["ok"]).await;
-    let t = app_with(&llm, &[]).await;
+    let t = spawn_app_for_llm(&llm.url, &[]).await;
     // 256 tokens of context, 16 kept for the reply.
     let session = id(&t.create_session(r#"{"system_prompt": "SYSTEM", "options": {"num_ctx": 256, "num_predict": 16}}"#).await);
     for i in 0..8 {
@@ -381,7 +369,7 @@ async fn history_beyond_the_context_budget_drops_the_oldest_turns_and_says_so() 
 #[tokio::test]
 async fn history_pages_in_both_orders() {
     let llm = ScriptedLlm::replying(&["r"]).await;
-    let t = app_with(&llm, &[]).await;
+    let t = spawn_app_for_llm(&llm.url, &[]).await;
     let session = id(&t.create_session("{}").await);
     for i in 0..4 {
         send(&t, &session, json!({"content": format!("m{i}")})).await;
@@ -420,7 +408,7 @@ async fn history_pages_in_both_orders() {
 #[tokio::test]
 async fn bad_send_bodies_store_nothing() {
     let llm = ScriptedLlm::replying(&["r"]).await;
-    let t = app_with(&llm, &[]).await;
+    let t = spawn_app_for_llm(&llm.url, &[]).await;
     let session = id(&t.create_session("{}").await);
     let too_long = "x".repeat(llmchat::limits::MAX_MESSAGE_CHARS + 1);
     for (body, status) in [

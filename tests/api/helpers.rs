@@ -61,6 +61,26 @@ pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
     test
 }
 
+/// An app whose LLM is the server at `llm_url`, with extra configuration.
+pub async fn spawn_app_for_llm(llm_url: &str, extra: &[(&str, &str)]) -> TestApp {
+    let mut vars = vec![("OLLAMA_URL", llm_url)];
+    vars.extend_from_slice(extra);
+    spawn_app_with(&vars).await
+}
+
+/// A URL where nothing listens.
+pub fn unreachable_url() -> String {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    url
+}
+
+/// The `id` of a JSON resource.
+pub fn id(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_owned()
+}
+
 impl TestApp {
     /// Issues a key for a new owner, as `llmchat-admin issue-key` does.
     pub async fn new_owner(&self) -> (OwnerId, String) {

@@ -56,9 +56,7 @@ async fn a_server_error_before_generating_is_unavailable() {
 
 #[tokio::test]
 async fn nothing_listening_is_unavailable_and_silence_is_a_first_token_timeout() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+    let url = crate::helpers::unreachable_url();
     assert!(matches!(client(&url).chat_stream(&request("m")).await.err(), Some(LlmError::Unavailable(_))));
     assert!(matches!(client(&url).models().await, Err(LlmError::Unavailable(_))));
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use lambda_http::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{TestApp, id, spawn_app_for_llm, unreachable_url};
 use llmchat_tests::scripted_llm::{Script, ScriptedLlm, Step, reply_steps, token_line};
 
 /// One parsed SSE event.
@@ -38,24 +38,14 @@ pub fn parse_sse(text: &str) -> (Vec<Event>, usize) {
     (events, keepalives)
 }
 
-async fn app_with(llm_url: &str, extra: &[(&str, &str)]) -> TestApp {
-    let mut vars = vec![("OLLAMA_URL", llm_url)];
-    vars.extend_from_slice(extra);
-    spawn_app_with(&vars).await
-}
-
 async fn stream(t: &TestApp, session: &str, body: Value) -> crate::helpers::TestResponse {
     t.send(Method::POST, &format!("/sessions/{session}/messages/stream"), Some(&body.to_string())).await
-}
-
-fn id(v: &Value) -> String {
-    v["id"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]
 async fn a_stream_is_created_then_deltas_then_exactly_one_completed() {
     let llm = ScriptedLlm::replying(&["Bom", " dia", "!"]).await;
-    let t = app_with(&llm.url, &[]).await;
+    let t = spawn_app_for_llm(&llm.url, &[]).await;
     let session = id(&t.create_session("{}").await);
     let r = stream(&t, &session, json!({"content": "Olá"})).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -93,7 +83,7 @@ async fn keep_alives_flow_while_the_model_loads() {
         steps: [vec![Step::Sleep(Duration::from_millis(550))], reply_steps(&["a", "b"], Duration::from_millis(250))].concat(),
     })
     .await;
-    let t = app_with(&llm.url, &[("LLMCHAT_SSE_KEEPALIVE_MS", "100")]).await;
+    let t = spawn_app_for_llm(&llm.url, &[("LLMCHAT_SSE_KEEPALIVE_MS", "100")]).await;
     let session = id(&t.create_session("{}").await);
     let r = stream(&t, &session, json!({"content": "hi"})).await;
     let first_delta = r.text.find("event: reply.delta").unwrap();
@@ -112,7 +102,7 @@ async fn a_mid_stream_failure_ends_with_one_error_event_and_keeps_the_text() {
         steps: vec![Step::Bytes(token_line("Some ")), Step::Bytes(token_line("text")), Step::Bytes(b"{\"error\":\"boom\"}\n".to_vec())],
     })
     .await;
-    let t = app_with(&llm.url, &[]).await;
+    let t = spawn_app_for_llm(&llm.url, &[]).await;
     let session = id(&t.create_session("{}").await);
     let r = stream(&t, &session, json!({"content": "hi"})).await;
     assert_eq!(r.status, StatusCode::OK, "the stream had started");
@@ -131,10 +121,8 @@ async fn a_mid_stream_failure_ends_with_one_error_event_and_keeps_the_text() {
 
 #[tokio::test]
 async fn the_llm_being_down_is_an_error_event_with_the_message_kept() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
-    let t = app_with(&url, &[]).await;
+    let url = unreachable_url();
+    let t = spawn_app_for_llm(&url, &[]).await;
     let session = id(&t.create_session("{}").await);
     let r = stream(&t, &session, json!({"content": "hello?"})).await;
     let (events, _) = parse_sse(&r.text);
@@ -149,7 +137,7 @@ async fn the_llm_being_down_is_an_error_event_with_the_message_kept() {
 #[tokio::test]
 async fn problems_before_the_model_is_called_are_plain_problem_responses() {
     let llm = ScriptedLlm::start(|_| Script { status: 200, steps: reply_steps(&["slow"], Duration::from_millis(1200)) }).await;
-    let t = std::sync::Arc::new(app_with(&llm.url, &[]).await);
+    let t = std::sync::Arc::new(spawn_app_for_llm(&llm.url, &[]).await);
     let session = id(&t.create_session("{}").await);
     stream(&t, &session, json!({"content": ""})).await.assert_problem(422, "invalid_request");
     stream(&t, &uuid::Uuid::new_v4().to_string(), json!({"content": "x"})).await.assert_problem(404, "not_found");
@@ -166,7 +154,7 @@ async fn problems_before_the_model_is_called_are_plain_problem_responses() {
 #[tokio::test]
 async fn a_retried_stream_replays_the_stored_exchange() {
     let llm = ScriptedLlm::replying(&["once"]).await;
-    let t = app_with(&llm.url, &[]).await;
+    let t = spawn_app_for_llm(&llm.url, &[]).await;
     let session = id(&t.create_session("{}").await);
     let body = json!({"content": "hi", "client_message_id": "retry-me"});
     let (first, _) = parse_sse(&stream(&t, &session, body.clone()).await.text);
@@ -184,7 +172,7 @@ async fn a_reader_that_goes_away_loses_nothing() {
     let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
     let steps = reply_steps(&refs, Duration::from_millis(100));
     let llm = ScriptedLlm::start(move |_| Script { status: 200, steps: steps.clone() }).await;
-    let t = app_with(&llm.url, &[]).await;
+    let t = spawn_app_for_llm(&llm.url, &[]).await;
     let session = id(&t.create_session("{}").await);
 
     let response = t.open_stream(&session, r#"{"content": "tell me"}"#).await;
@@ -213,7 +201,7 @@ async fn a_reader_that_goes_away_loses_nothing() {
 async fn deltas_reach_the_reader_as_they_are_generated() {
     let steps = reply_steps(&["one ", "two ", "three ", "four"], Duration::from_millis(300));
     let llm = ScriptedLlm::start(move |_| Script { status: 200, steps: steps.clone() }).await;
-    let t = app_with(&llm.url, &[]).await;
+    let t = spawn_app_for_llm(&llm.url, &[]).await;
     let session = id(&t.create_session("{}").await);
     let started = Instant::now();
     let mut body = t.open_stream(&session, r#"{"content": "count"}"#).await.into_body();

@@ -39,7 +39,7 @@ pub async fn handle<S: Store>(app: &App<S>, req: Request) -> Result<Response<Bod
 mod tests {
     use lambda_http::http::Method;
     use llmchat::App;
-    use llmchat::domain::{CreateSession, OwnerId};
+    use llmchat::domain::OwnerId;
     use llmchat::store::MessageRepository;
     use llmchat::testing::{json_body, request};
 
@@ -49,7 +49,7 @@ mod tests {
     async fn bad_input_is_rejected_before_anything_is_stored() {
         let (app, key) = App::in_memory("alice").await;
         let owner = OwnerId::parse("alice").unwrap();
-        let session = llmchat::sessions::create(&app.store, &app.config, owner.clone(), CreateSession::default()).await.unwrap();
+        let session = llmchat::testing::new_session(&app, "alice").await;
         let path = format!("/sessions/{}/messages", session.id);
         for (body, status) in [(r#"{"content": ""}"#, 422), (r#"{"text": "hi"}"#, 422), ("{", 400)] {
             let r = handle(&app, request(Method::POST, &path, Some(&key), Some(body))).await.unwrap();
@@ -64,14 +64,9 @@ mod tests {
     #[tokio::test]
     async fn llm_down_is_a_503_problem_and_the_message_is_kept() {
         let (mut app, key) = App::in_memory("alice").await;
-        app.llm = llmchat::llm::OllamaClient::new(
-            "http://127.0.0.1:9",
-            std::time::Duration::from_millis(200),
-            std::time::Duration::from_secs(2),
-            std::time::Duration::from_secs(2),
-        );
+        app.llm = llmchat::testing::unreachable_llm();
         let owner = OwnerId::parse("alice").unwrap();
-        let session = llmchat::sessions::create(&app.store, &app.config, owner.clone(), CreateSession::default()).await.unwrap();
+        let session = llmchat::testing::new_session(&app, "alice").await;
         let path = format!("/sessions/{}/messages", session.id);
         let r = handle(&app, request(Method::POST, &path, Some(&key), Some(r#"{"content": "hello"}"#))).await.unwrap();
         assert_eq!(r.status(), 503);

@@ -104,7 +104,6 @@ mod tests {
 
     use lambda_http::http::Method;
     use llmchat::App;
-    use llmchat::domain::{CreateSession, OwnerId};
     use llmchat::testing::request;
 
     use super::handle;
@@ -112,14 +111,8 @@ mod tests {
     #[tokio::test]
     async fn problems_before_the_model_are_problem_json_and_llm_failures_end_the_stream() {
         let (mut app, key) = App::in_memory("alice").await;
-        app.llm = llmchat::llm::OllamaClient::new(
-            "http://127.0.0.1:9",
-            std::time::Duration::from_millis(200),
-            std::time::Duration::from_secs(2),
-            std::time::Duration::from_secs(2),
-        );
-        let owner = OwnerId::parse("alice").unwrap();
-        let session = llmchat::sessions::create(&app.store, &app.config, owner, CreateSession::default()).await.unwrap();
+        app.llm = llmchat::testing::unreachable_llm();
+        let session = llmchat::testing::new_session(&app, "alice").await;
         let app = Arc::new(app);
         let path = format!("/sessions/{}/messages/stream", session.id);
 

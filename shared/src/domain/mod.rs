@@ -158,6 +158,20 @@ pub struct ModelOptions {
 }
 
 impl ModelOptions {
+    /// These options with every field `over` sets taking its place.
+    pub fn overridden_by(&self, over: &ModelOptions) -> ModelOptions {
+        ModelOptions {
+            temperature: over.temperature.or(self.temperature),
+            top_p: over.top_p.or(self.top_p),
+            top_k: over.top_k.or(self.top_k),
+            num_ctx: over.num_ctx.or(self.num_ctx),
+            num_predict: over.num_predict.or(self.num_predict),
+            seed: over.seed.or(self.seed),
+            repeat_penalty: over.repeat_penalty.or(self.repeat_penalty),
+            stop: over.stop.clone().or_else(|| self.stop.clone()),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), Invalid> {
         fn range(name: &str, v: Option<f64>, lo: f64, hi: f64) -> Result<(), Invalid> {
             match v {
@@ -457,6 +471,14 @@ mod tests {
         let many: Metadata = (0..=MAX_METADATA_ENTRIES).map(|i| (i.to_string(), String::new())).collect();
         assert!(validate_metadata(&many).is_err());
         assert!(serde_json::from_str::<CreateSession>(r#"{"titel": "typo"}"#).is_err());
+    }
+
+    #[test]
+    fn request_options_override_session_options_field_by_field() {
+        let session = ModelOptions { temperature: Some(0.2), seed: Some(1), ..Default::default() };
+        let request = ModelOptions { temperature: Some(0.9), num_predict: Some(64), ..Default::default() };
+        let merged = session.overridden_by(&request);
+        assert_eq!((merged.temperature, merged.seed, merged.num_predict), (Some(0.9), Some(1), Some(64)));
     }
 
     #[test]

@@ -208,17 +208,9 @@ impl MessageRepository for DynamoStore {
     }
 
     async fn get_idempotency(&self, session_id: Uuid, client_message_id: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, s(session_pk(session_id)))
-            .key(SK, s(idempotency_sk(client_message_id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        let Some(item) = out.item else { return Ok(None) };
+        let Some(item) = self.get_item(session_pk(session_id), idempotency_sk(client_message_id)).await? else {
+            return Ok(None);
+        };
         let item: IdempotencyItem = from_item(item)?;
         Ok(Some(IdempotencyRecord {
             client_message_id: item.client_message_id,
@@ -229,17 +221,8 @@ impl MessageRepository for DynamoStore {
     }
 
     async fn get_message(&self, session_id: Uuid, seq: u64) -> Result<Option<Message>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, s(session_pk(session_id)))
-            .key(SK, s(message_sk(seq)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        out.item.map(|item| message_from(item, session_id)).transpose()
+        let item = self.get_item(session_pk(session_id), message_sk(seq)).await?;
+        item.map(|item| message_from(item, session_id)).transpose()
     }
 
     async fn checkpoint_reply(&self, reply: &Message) -> Result<(), StoreError> {

@@ -210,17 +210,8 @@ impl SessionRepository for DynamoStore {
     }
 
     async fn get_session(&self, owner: &OwnerId, id: Uuid) -> Result<Session, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, s(session_pk(id)))
-            .key(SK, s(SESSION_META_SK))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        owned_session(out.item.ok_or(StoreError::NotFound)?, owner)
+        let item = self.get_item(session_pk(id), SESSION_META_SK.to_owned()).await?;
+        owned_session(item.ok_or(StoreError::NotFound)?, owner)
     }
 
     async fn list_sessions(
@@ -355,6 +346,21 @@ impl SessionRepository for DynamoStore {
 }
 
 impl DynamoStore {
+    /// One item by key, strongly consistent.
+    pub(crate) async fn get_item(&self, pk: String, sk: String) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, s(pk))
+            .key(SK, s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(out.item)
+    }
+
     async fn batch_delete(&self, keys: Vec<Item>) -> Result<(), StoreError> {
         for chunk in keys.chunks(BATCH_WRITE_MAX) {
             let mut pending: Vec<WriteRequest> = chunk
@@ -427,16 +433,7 @@ impl ApiKeyRepository for DynamoStore {
     }
 
     async fn get_api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, s(api_key_pk(key_id)))
-            .key(SK, s(API_KEY_SK))
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        let Some(item) = out.item else { return Ok(None) };
+        let Some(item) = self.get_item(api_key_pk(key_id), API_KEY_SK.to_owned()).await? else { return Ok(None) };
         let item: ApiKeyItem = from_item(item)?;
         Ok(Some(ApiKeyRecord {
             key_id: item.key_id,
@@ -469,14 +466,6 @@ impl ApiKeyRepository for DynamoStore {
 impl StoreProbe for DynamoStore {
     async fn probe(&self) -> Result<(), StoreError> {
         // A read of a key that never exists: proves the table answers, costs half a read unit.
-        self.client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, s("HEALTH"))
-            .key(SK, s("HEALTH"))
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        Ok(())
+        self.get_item("HEALTH".to_owned(), "HEALTH".to_owned()).await.map(|_| ())
     }
 }
