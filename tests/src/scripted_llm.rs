@@ -35,7 +35,12 @@ pub struct ScriptedLlm {
 impl ScriptedLlm {
     /// Starts a server answering every `/api/chat` with `script(request body)`.
     pub async fn start(script: impl Fn(&Value) -> Script + Send + Sync + 'static) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(0, script).await
+    }
+
+    /// Like [`ScriptedLlm::start`], on a given loopback port (0: any free one).
+    pub async fn start_on(port: u16, script: impl Fn(&Value) -> Script + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("a free loopback port");
         let url = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
         let handler: Arc<Handler> = Arc::new(script);
