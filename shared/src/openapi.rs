@@ -6,26 +6,64 @@
 //! `functions/*`, and every route listed here is served by one of them.
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::{ContentBuilder, OpenApiVersion, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
-use crate::domain::{CreateSession, ModelOptions, Page, SessionView, UpdateSession};
+use crate::domain::{
+    CreateSession, Exchange, MessageStatus, MessageView, ModelOptions, Order, Page, SendMessage, SessionView,
+    UpdateSession,
+};
 use crate::error::{Problem, ProblemCode};
 use crate::health::Health;
+use crate::llm::{ModelInfo, Role, Usage};
+use crate::stream::{MessageCreated, ReplyCompleted, ReplyDelta, StreamError};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "LlmChat API",
         version = "1.0.0",
-        description = "Chat sessions with replies from an LLM served by Ollama. Errors are `application/problem+json`."
+        description = "Chat sessions with replies from an LLM served by Ollama, as one JSON document or streamed \
+as Server-Sent Events. Every error is `application/problem+json`. Authorize with an API key from \
+`make api-key OWNER=<name>`."
     ),
-    paths(create_session, list_sessions, get_session, update_session, delete_session, health),
-    components(schemas(SessionView, CreateSession, UpdateSession, ModelOptions, Page<SessionView>, Problem, ProblemCode, Health)),
-    modifiers(&BearerKey),
+    paths(
+        create_session, list_sessions, get_session, update_session, delete_session,
+        send_message, stream_reply, list_messages, list_models, health, openapi_json, docs
+    ),
+    components(schemas(
+        SessionView, CreateSession, UpdateSession, ModelOptions, Page<SessionView>, Page<MessageView>, Page<ModelInfo>,
+        MessageView, SendMessage, Exchange, MessageStatus, Role, Usage, Order, ModelInfo,
+        MessageCreated, ReplyDelta, ReplyCompleted, StreamError,
+        Problem, ProblemCode, Health
+    )),
+    modifiers(&BearerKey, &StreamEvents),
     security(("api_key" = [])),
-    tags((name = "sessions", description = "Chat sessions"), (name = "meta", description = "Service status"))
+    tags(
+        (name = "sessions", description = "Chat sessions"),
+        (name = "messages", description = "Sending messages and reading history"),
+        (name = "meta", description = "Models, health and this documentation")
+    )
 )]
-pub struct ApiDoc;
+struct ApiDoc;
+
+/// The document: OpenAPI 3.2, for `itemSchema` on the event stream.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.openapi = OpenApiVersion::Version32;
+    doc
+}
+
+/// The document as YAML, as committed in `openapi.yaml`.
+pub fn yaml() -> String {
+    document().to_yaml().expect("the OpenAPI document serializes")
+}
+
+/// The document as JSON, as served at `/openapi.json`.
+pub fn json() -> String {
+    document().to_json().expect("the OpenAPI document serializes")
+}
 
 struct BearerKey;
 
@@ -45,14 +83,49 @@ impl Modify for BearerKey {
     }
 }
 
-/// The document as YAML, as committed in `openapi.yaml`.
-pub fn yaml() -> String {
-    ApiDoc::openapi().to_yaml().expect("the OpenAPI document serializes")
-}
+/// The stream route's events: each item of `text/event-stream` is one event
+/// whose `data` is JSON of the schema its `event` name says.
+struct StreamEvents;
 
-/// The document as JSON, as served at `/openapi.json`.
-pub fn json() -> String {
-    ApiDoc::openapi().to_pretty_json().expect("the OpenAPI document serializes")
+impl Modify for StreamEvents {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let event = |name: &str, schema: &str, what: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .description(Some(what))
+                .property("event", ObjectBuilder::new().schema_type(Type::String).enum_values(Some([name])))
+                .property(
+                    "id",
+                    ObjectBuilder::new().schema_type(Type::String).description(Some("Index of the event in the stream, from 0")),
+                )
+                .property(
+                    "data",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .content_media_type("application/json")
+                        .content_schema(Some(Ref::from_schema_name(schema))),
+                )
+                .required("event")
+                .required("id")
+                .required("data")
+        };
+        let item = OneOfBuilder::new()
+            .description(Some(
+                "One Server-Sent Event. The stream is `message.created`, then `reply.delta` events, then exactly one \
+`reply.completed` or `error`. Comment lines `: keep-alive` arrive every 10 s while the model loads.",
+            ))
+            .item(event("message.created", "MessageCreated", "The user message is stored; the reply will have `reply_id`."))
+            .item(event("reply.delta", "ReplyDelta", "The next piece of the reply's text."))
+            .item(event("reply.completed", "ReplyCompleted", "The reply, as stored. Last event."))
+            .item(event("error", "StreamError", "The reply failed; `partial_saved` says whether text was stored. Last event."))
+            .build();
+        let Some(path) = openapi.paths.paths.get_mut("/sessions/{id}/messages/stream") else { return };
+        let Some(op) = path.post.as_mut() else { return };
+        if let Some(RefOr::T(ok)) = op.responses.responses.get_mut("200") {
+            let content = ContentBuilder::new().item_schema(Some(Schema::OneOf(item))).build();
+            ok.content.insert(crate::stream::EVENT_STREAM.to_owned(), RefOr::T(content));
+        }
+    }
 }
 
 #[utoipa::path(
@@ -141,8 +214,108 @@ fn delete_session() {}
 #[allow(dead_code)]
 fn health() {}
 
+#[utoipa::path(
+    post, path = "/sessions/{id}/messages", tag = "messages",
+    params(("id" = uuid::Uuid, Path, description = "Session id")),
+    request_body = SendMessage,
+    responses(
+        (status = 201, description = "The stored user message and the complete reply", body = Exchange),
+        (status = 200, description = "A retry of an earlier `client_message_id`: the original exchange", body = Exchange),
+        (status = 400, description = "Malformed JSON or id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session for this caller", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A reply is being generated in this session (`reply_in_progress`)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid message, `idempotency_key_reused`, `context_overflow` or `model_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The model failed mid-reply (`llm_error`); the text so far is stored", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Ollama unreachable (`llm_unavailable`, the message is stored) or storage unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The model took too long (`llm_timeout`); the text so far is stored", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[allow(dead_code)]
+fn send_message() {}
+
+#[utoipa::path(
+    post, path = "/sessions/{id}/messages/stream", tag = "messages",
+    params(("id" = uuid::Uuid, Path, description = "Session id")),
+    request_body = SendMessage,
+    responses(
+        (status = 200, description = "The reply as Server-Sent Events. Failures after the stream started are its last event, `error`."),
+        (status = 400, description = "Malformed JSON or id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session for this caller", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A reply is being generated in this session (`reply_in_progress`)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid message, `idempotency_key_reused` or `context_overflow`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Storage unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[allow(dead_code)]
+fn stream_reply() {}
+
+#[utoipa::path(
+    get, path = "/sessions/{id}/messages", tag = "messages",
+    params(
+        ("id" = uuid::Uuid, Path, description = "Session id"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, default 20"),
+        ("cursor" = Option<String>, Query, max_length = 512, description = "`next_cursor` of the previous page (same order)"),
+        ("order" = Option<Order>, Query, description = "`asc` (oldest first, default) or `desc`"),
+    ),
+    responses(
+        (status = 200, description = "A page of the session's messages", body = Page<MessageView>),
+        (status = 400, description = "Bad id, limit, order or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session for this caller", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Storage unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[allow(dead_code)]
+fn list_messages() {}
+
+#[utoipa::path(
+    get, path = "/models", tag = "meta",
+    responses(
+        (status = 200, description = "Models the LLM backend offers (cached for a few seconds); `next_cursor` is always null", body = Page<ModelInfo>),
+        (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The LLM backend answered badly", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The LLM backend is unreachable", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The LLM backend took too long", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[allow(dead_code)]
+fn list_models() {}
+
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "meta", security(()),
+    responses((status = 200, description = "This document", content_type = "application/json", body = Object))
+)]
+#[allow(dead_code)]
+fn openapi_json() {}
+
+#[utoipa::path(
+    get, path = "/docs", tag = "meta", security(()),
+    responses((status = 200, description = "Swagger UI for this document", content_type = "text/html", body = String))
+)]
+#[allow(dead_code)]
+fn docs() {}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_stream_route_describes_each_event() {
+        let doc = serde_json::to_value(super::document()).unwrap();
+        let ok = &doc["paths"]["/sessions/{id}/messages/stream"]["post"]["responses"]["200"];
+        let events = ok["content"]["text/event-stream"]["itemSchema"]["oneOf"].as_array().expect("itemSchema.oneOf");
+        let names: Vec<&str> = events.iter().map(|e| e["properties"]["event"]["enum"][0].as_str().unwrap()).collect();
+        assert_eq!(names, ["message.created", "reply.delta", "reply.completed", "error"]);
+        for e in events {
+            let target = e["properties"]["data"]["contentSchema"]["$ref"].as_str().unwrap();
+            let name = target.rsplit('/').next().unwrap();
+            assert!(doc["components"]["schemas"][name].is_object(), "{name} is a component");
+        }
+        assert_eq!(doc["openapi"], "3.2.0");
+    }
+
     /// `openapi.yaml` is what the code generates: run `make openapi` after changing the API.
     #[test]
     fn committed_openapi_yaml_matches_the_code() {
