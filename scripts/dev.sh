@@ -157,16 +157,19 @@ cmd_up() {
     started=$SECONDS
     deadline=$((started + timeout))
     next_note=$((started + 30))
+    # Ready once the functions answer and DynamoDB is reachable; /health is 503
+    # while Ollama is down, which the banner reports instead of waiting on it.
     while :; do
-        code="$(http_code GET "$base/health" 30)"
-        [[ $code == 200 ]] && break
+        health="$(curl -s --max-time 30 -w '\n%{http_code}' "$base/health" 2>/dev/null || true)"
+        code="${health##*$'\n'}"
+        [[ $health == *'"dynamodb":{"status":"ok"'* ]] && break
         if pid_gone "$watch_pid"; then
             print_log_tail "$WATCH_LOG"
             die "cargo lambda watch exited before the stack became ready"
         fi
         if ((SECONDS >= deadline)); then
             print_log_tail "$WATCH_LOG"
-            die "$base/health did not answer 200 within ${timeout}s (last status: $code)"
+            die "$base/health did not report DynamoDB ok within ${timeout}s (last status: $code)"
         fi
         if ((SECONDS >= next_note)); then
             log "still waiting for $base/health ($((SECONDS - started))s so far, last status: $code)"
@@ -175,6 +178,9 @@ cmd_up() {
         sleep 2
     done
 
+    llm_note="answering"
+    [[ $health == *'"llm":{"status":"ok"'* ]] ||
+        llm_note="NOT answering: chat routes give 503 llm_unavailable until it does"
     key="$(admin issue-key --owner dev | tail -n 1)"
     [[ -n $key ]] || die "llmchat-admin issue-key printed no key"
     # Handy for scripts and manual curl calls; .llmchat/ is gitignored.
@@ -187,7 +193,7 @@ cmd_up() {
     Base URL:  $base
     API key:   $key   (owner "dev"; also in .llmchat/dev-api-key)
     DynamoDB:  $DYNAMODB_ENDPOINT (in memory, table $LLMCHAT_TABLE_NAME)
-    Ollama:    $OLLAMA_URL (model $LLMCHAT_DEFAULT_MODEL)
+    Ollama:    $OLLAMA_URL (model $LLMCHAT_DEFAULT_MODEL) $llm_note
     Logs:      .llmchat/watch.log (followed below), .llmchat/dynamodb-local.log
   More keys: make api-key OWNER=name    Stop: Ctrl-C
 ================================================================================

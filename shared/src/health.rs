@@ -1,11 +1,14 @@
-//! `GET /health`: is the function alive, and do its dependencies answer?
+//! `GET /health`: is the function alive, and do DynamoDB and the LLM answer?
+//! 200 when both do, 503 with the same details when one does not.
 
+use std::future::Future;
 use std::time::Instant;
 
 use http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::llm::OllamaClient;
 use crate::store::StoreProbe;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -19,6 +22,7 @@ pub struct Health {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HealthChecks {
     pub dynamodb: Check,
+    pub llm: Check,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -31,18 +35,22 @@ pub struct Check {
     pub detail: Option<String>,
 }
 
-pub async fn check<S: StoreProbe>(store: &S) -> (StatusCode, Health) {
+async fn timed<E: std::fmt::Display>(what: &str, probe: impl Future<Output = Result<(), E>>) -> Check {
     let started = Instant::now();
-    let probe = store.probe().await;
+    let result = probe.await;
     let latency_ms = started.elapsed().as_millis() as u64;
-    let dynamodb = match probe {
+    match result {
         Ok(()) => Check { status: "ok", latency_ms, detail: None },
         Err(err) => {
-            tracing::warn!(error = %err, "health: DynamoDB did not answer");
-            Check { status: "unavailable", latency_ms, detail: Some("DynamoDB did not answer".to_owned()) }
+            tracing::warn!(error = %err, "health: {what} did not answer");
+            Check { status: "unavailable", latency_ms, detail: Some(format!("{what} did not answer")) }
         }
-    };
-    let healthy = dynamodb.status == "ok";
+    }
+}
+
+pub async fn check<S: StoreProbe>(store: &S, llm: &OllamaClient) -> (StatusCode, Health) {
+    let (dynamodb, llm) = tokio::join!(timed("DynamoDB", store.probe()), timed("the LLM backend", llm.ping()));
+    let healthy = dynamodb.status == "ok" && llm.status == "ok";
     let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Health { status: if healthy { "ok" } else { "degraded" }, checks: HealthChecks { dynamodb } })
+    (status, Health { status: if healthy { "ok" } else { "degraded" }, checks: HealthChecks { dynamodb, llm } })
 }

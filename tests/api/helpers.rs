@@ -103,8 +103,10 @@ impl TestApp {
     pub async fn dispatch(&self, method: Method, req: Request) -> TestResponse {
         let path = req.uri().path().to_owned();
         let app = &*self.app;
-        let response = if path == "/health" {
+        let response = if path == "/health" || path == "/models" {
             meta::handle(app, req).await
+        } else if path == "/openapi.json" || path.starts_with("/docs") {
+            docs::handle(app, req).await
         } else if path == "/sessions" && method == Method::POST {
             create_session::handle(app, req).await
         } else if path.ends_with("/messages/stream") {

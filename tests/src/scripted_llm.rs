@@ -2,6 +2,7 @@
 //! replies are written byte by byte as a test dictates, with pauses, error
 //! lines, cut connections and characters split across writes.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +31,7 @@ type Handler = dyn Fn(&Value) -> Script + Send + Sync;
 pub struct ScriptedLlm {
     pub url: String,
     requests: Arc<Mutex<Vec<Value>>>,
+    tags_requests: Arc<AtomicUsize>,
 }
 
 impl ScriptedLlm {
@@ -43,20 +45,26 @@ impl ScriptedLlm {
         let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("a free loopback port");
         let url = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let tags_requests = Arc::new(AtomicUsize::new(0));
         let handler: Arc<Handler> = Arc::new(script);
-        let seen = requests.clone();
+        let (seen, tags) = (requests.clone(), tags_requests.clone());
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
-                tokio::spawn(serve(socket, handler.clone(), seen.clone()));
+                tokio::spawn(serve(socket, handler.clone(), seen.clone(), tags.clone()));
             }
         });
-        ScriptedLlm { url, requests }
+        ScriptedLlm { url, requests, tags_requests }
     }
 
     /// Always the same reply, token by token.
     pub async fn replying(tokens: &[&str]) -> Self {
         let steps = reply_steps(tokens, Duration::ZERO);
         Self::start(move |_| Script { status: 200, steps: steps.clone() }).await
+    }
+
+    /// How many `/api/tags` requests arrived.
+    pub fn tags_requests(&self) -> usize {
+        self.tags_requests.load(Ordering::SeqCst)
     }
 
     /// Bodies of the `/api/chat` requests received so far.
@@ -92,9 +100,10 @@ pub fn done_line() -> Vec<u8> {
     format!("{line}\n").into_bytes()
 }
 
-async fn serve(mut socket: TcpStream, handler: Arc<Handler>, seen: Arc<Mutex<Vec<Value>>>) {
+async fn serve(mut socket: TcpStream, handler: Arc<Handler>, seen: Arc<Mutex<Vec<Value>>>, tags: Arc<AtomicUsize>) {
     let Some((path, body)) = read_request(&mut socket).await else { return };
     if path == "/api/tags" {
+        tags.fetch_add(1, Ordering::SeqCst);
         let tags = json!({"models": [{"name": "gemma3:270m", "size": 241000000, "modified_at": "2026-01-01T00:00:00Z",
             "details": {"family": "gemma3", "parameter_size": "268M", "quantization_level": "Q4_K_M"}}]});
         let text = tags.to_string();

@@ -1,20 +1,30 @@
-//! Service-level routes: `GET /health`.
+//! Service-level routes: `GET /health` (no key needed) and `GET /models`.
 
-use lambda_http::http::Method;
+use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use llmchat::store::Store;
-use llmchat::{ApiError, App, health, http as api};
+use llmchat::domain::Page;
+use llmchat::{ApiError, App, auth, health, http as api};
 
 pub async fn handle<S: Store>(app: &App<S>, req: Request) -> Result<Response<Body>, lambda_http::Error> {
     api::serve(app, req, |req| async move {
-        match (req.method(), api::segments_after(&req, "health")) {
-            (&Method::GET, Some(rest)) if rest.is_empty() => {
-                let (status, report) = health::check(&app.store).await;
-                api::json(status, &report)
+        let path = req.uri().path();
+        if path.ends_with("/health") {
+            if req.method() != Method::GET {
+                return Err(api::method_not_allowed(req.method()));
             }
-            (_, Some(rest)) if rest.is_empty() => Err(api::method_not_allowed(req.method())),
-            _ => Err(ApiError::NotFound("route")),
+            let (status, report) = health::check(&app.store, &app.llm).await;
+            return api::json(status, &report);
         }
+        if path.ends_with("/models") {
+            auth::authenticate(app.config.auth_mode, &app.store, &req).await?;
+            if req.method() != Method::GET {
+                return Err(api::method_not_allowed(req.method()));
+            }
+            let models = app.llm.models_cached().await.map_err(ApiError::Llm)?;
+            return api::json(StatusCode::OK, &Page { items: models, next_cursor: None });
+        }
+        Err(ApiError::NotFound("route"))
     })
     .await
 }
@@ -28,11 +38,21 @@ mod tests {
     use super::handle;
 
     #[tokio::test]
-    async fn health_needs_no_key() {
-        let (app, _) = App::in_memory("ops").await;
+    async fn health_needs_no_key_and_reports_the_llm_down() {
+        let (mut app, _) = App::in_memory("ops").await;
+        app.llm = llmchat::testing::unreachable_llm();
         let r = handle(&app, request(Method::GET, "/health", None, None)).await.unwrap();
-        assert_eq!(r.status(), 200);
-        assert_eq!(json_body(&r)["checks"]["dynamodb"]["status"], "ok");
+        assert_eq!(r.status(), 503);
+        let body = json_body(&r);
+        assert_eq!(body["checks"]["dynamodb"]["status"], "ok");
+        assert_eq!(body["checks"]["llm"]["status"], "unavailable");
+    }
+
+    #[tokio::test]
+    async fn models_need_a_key() {
+        let (app, _) = App::in_memory("ops").await;
+        let r = handle(&app, request(Method::GET, "/models", None, None)).await.unwrap();
+        assert_eq!(r.status(), 401);
     }
 
     #[tokio::test]

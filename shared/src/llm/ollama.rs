@@ -16,12 +16,16 @@ use super::{ChatEvent, ChatTurn, Completion, LlmError, TimeoutPhase, Usage};
 use crate::config::Config;
 use crate::domain::ModelOptions;
 
+/// How long `/models` answers from the last `/api/tags` it read.
+pub const MODELS_CACHE_TTL: Duration = Duration::from_secs(30);
+
 #[derive(Clone, Debug)]
 pub struct OllamaClient {
     http: reqwest::Client,
     base_url: String,
     first_token_timeout: Duration,
     idle_timeout: Duration,
+    models_cache: std::sync::Arc<std::sync::Mutex<Option<(Instant, Vec<ModelInfo>)>>>,
 }
 
 /// What `/api/chat` is asked for.
@@ -127,7 +131,13 @@ impl OllamaClient {
             .tcp_nodelay(true)
             .build()
             .unwrap_or_default();
-        OllamaClient { http, base_url: base_url.trim_end_matches('/').to_owned(), first_token_timeout: first_token, idle_timeout: idle }
+        OllamaClient {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            first_token_timeout: first_token,
+            idle_timeout: idle,
+            models_cache: Default::default(),
+        }
     }
 
     /// Starts a streamed chat. Returns once Ollama has answered with a status;
@@ -159,6 +169,24 @@ impl OllamaClient {
         }
         let content = chunk.message.as_ref().map(|m| m.content.clone()).unwrap_or_default();
         Ok((content, chunk.completion()))
+    }
+
+    /// Models the backend offers, read at most once per [`MODELS_CACHE_TTL`].
+    pub async fn models_cached(&self) -> Result<Vec<ModelInfo>, LlmError> {
+        let cached = |cache: &Option<(Instant, Vec<ModelInfo>)>| {
+            cache.as_ref().filter(|(at, _)| at.elapsed() < MODELS_CACHE_TTL).map(|(_, m)| m.clone())
+        };
+        if let Some(models) = cached(&self.models_cache.lock().unwrap_or_else(|p| p.into_inner())) {
+            return Ok(models);
+        }
+        let models = self.models().await?;
+        *self.models_cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), models.clone()));
+        Ok(models)
+    }
+
+    /// A cheap round trip to the backend, for `/health`.
+    pub async fn ping(&self) -> Result<(), LlmError> {
+        self.models().await.map(|_| ())
     }
 
     /// Models the backend offers.

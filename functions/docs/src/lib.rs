@@ -1,0 +1,111 @@
+//! The API's own documentation: `GET /openapi.json` (the document that
+//! `openapi.yaml` holds) and `GET /docs` (Swagger UI, its assets compiled into
+//! the binary; nothing is fetched from another host).
+
+use std::sync::Arc;
+
+use lambda_http::http::header::{CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, LOCATION};
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use llmchat::store::Store;
+use llmchat::{ApiError, App, http as api, openapi};
+use utoipa_swagger_ui::Config;
+
+pub async fn handle<S: Store>(app: &App<S>, req: Request) -> Result<Response<Body>, lambda_http::Error> {
+    api::serve(app, req, |req| async move {
+        if req.method() != Method::GET {
+            return Err(api::method_not_allowed(req.method()));
+        }
+        let path = req.uri().path();
+        if let Some(prefix) = path.strip_suffix("/openapi.json") {
+            return openapi_json(prefix);
+        }
+        let Some(rest) = api::segments_after(&req, "docs") else { return Err(ApiError::NotFound("route")) };
+        if !path.ends_with('/') && rest.is_empty() {
+            // Swagger UI loads its assets relative to the page: serve it from `docs/`.
+            return response(StatusCode::FOUND, "text/plain", Body::Empty, &[(LOCATION.as_str(), "docs/")]);
+        }
+        swagger_file(&rest.join("/"))
+    })
+    .await
+}
+
+/// The document. Behind a path prefix (an API Gateway stage, `/v1/openapi.json`),
+/// it names that prefix as its server so "Try it out" calls the right URLs.
+fn openapi_json(prefix: &str) -> Result<Response<Body>, ApiError> {
+    let mut doc = openapi::document();
+    if !prefix.is_empty() {
+        doc.servers = Some(vec![utoipa::openapi::Server::new(prefix)]);
+    }
+    let json = doc.to_json().map_err(|e| ApiError::Internal(Box::new(e)))?;
+    response(StatusCode::OK, "application/json", Body::Text(json), &[])
+}
+
+fn swagger_file(file: &str) -> Result<Response<Body>, ApiError> {
+    // Relative to the page at `…/docs/`, so it works behind any prefix.
+    let config = Arc::new(Config::new(["../openapi.json"]).persist_authorization(true).display_request_duration(true));
+    let found = utoipa_swagger_ui::serve(file, config).map_err(|e| ApiError::Internal(e.to_string().into()))?;
+    let Some(found) = found else { return Err(ApiError::NotFound("file")) };
+    let body = match String::from_utf8(found.bytes.to_vec()) {
+        Ok(text) if !found.gzpipped => Body::Text(text),
+        _ => Body::Binary(found.bytes.to_vec()),
+    };
+    let mut headers = vec![(CACHE_CONTROL.as_str(), "public, max-age=3600")];
+    if found.gzpipped {
+        headers.push((CONTENT_ENCODING.as_str(), "gzip"));
+    }
+    response(StatusCode::OK, &found.content_type, body, &headers)
+}
+
+fn response(status: StatusCode, content_type: &str, body: Body, headers: &[(&str, &str)]) -> Result<Response<Body>, ApiError> {
+    let mut builder = Response::builder().status(status).header(CONTENT_TYPE, content_type);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(body).map_err(|e| ApiError::Internal(Box::new(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use lambda_http::http::Method;
+    use llmchat::App;
+    use llmchat::testing::{content_type, json_body, request};
+
+    use super::handle;
+
+    #[tokio::test]
+    async fn serves_the_document_and_swagger_ui_without_a_key() {
+        let (app, _) = App::in_memory("anyone").await;
+        let r = handle(&app, request(Method::GET, "/openapi.json", None, None)).await.unwrap();
+        assert_eq!(r.status(), 200);
+        let doc = json_body(&r);
+        assert_eq!(doc, serde_json::to_value(llmchat::openapi::document()).unwrap(), "the same document as openapi.yaml");
+        assert!(doc.get("servers").is_none());
+
+        let r = handle(&app, request(Method::GET, "/v1/openapi.json", None, None)).await.unwrap();
+        assert_eq!(json_body(&r)["servers"][0]["url"], "/v1");
+
+        let r = handle(&app, request(Method::GET, "/docs", None, None)).await.unwrap();
+        assert_eq!((r.status().as_u16(), r.headers()["location"].to_str().unwrap()), (302, "docs/"));
+
+        let r = handle(&app, request(Method::GET, "/docs/", None, None)).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(content_type(&r).starts_with("text/html"));
+        let html = String::from_utf8_lossy(r.body().as_ref()).into_owned();
+        assert!(html.contains("swagger-ui"));
+        assert!(!html.contains("https://"), "no asset from another host");
+
+        let r = handle(&app, request(Method::GET, "/docs/swagger-initializer.js", None, None)).await.unwrap();
+        let js = String::from_utf8_lossy(r.body().as_ref()).into_owned();
+        assert!(js.contains("../openapi.json"), "{js}");
+
+        let r = handle(&app, request(Method::GET, "/docs/swagger-ui-bundle.js", None, None)).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.body().as_ref().len() > 100_000, "the bundle is in the binary");
+
+        let r = handle(&app, request(Method::GET, "/docs/nope.js", None, None)).await.unwrap();
+        assert_eq!(r.status(), 404);
+        let r = handle(&app, request(Method::POST, "/openapi.json", None, None)).await.unwrap();
+        assert_eq!(r.status(), 405);
+    }
+}
