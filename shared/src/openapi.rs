@@ -316,6 +316,39 @@ mod tests {
         assert_eq!(doc["openapi"], "3.2.0");
     }
 
+    /// The bounds the spec states are the constants the code enforces.
+    #[test]
+    fn the_spec_states_every_limit() {
+        use crate::limits::*;
+        let doc = serde_json::to_value(super::document()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let prop = |schema: &str, field: &str, key: &str| -> u64 {
+            let p = &schemas[schema]["properties"][field];
+            p[key]
+                .as_u64()
+                .or_else(|| p["oneOf"].as_array().and_then(|v| v.iter().find_map(|s| s[key].as_u64())))
+                .unwrap_or_else(|| panic!("{schema}.{field} has no {key}: {p}"))
+        };
+        for schema in ["CreateSession", "UpdateSession", "Session"] {
+            assert_eq!(prop(schema, "title", "maxLength"), MAX_TITLE_CHARS as u64, "{schema}");
+            assert_eq!(prop(schema, "system_prompt", "maxLength"), MAX_SYSTEM_PROMPT_CHARS as u64, "{schema}");
+            assert_eq!(prop(schema, "metadata", "maxProperties"), MAX_METADATA_ENTRIES as u64, "{schema}");
+        }
+        for schema in ["CreateSession", "UpdateSession"] {
+            assert_eq!(prop(schema, "model", "maxLength"), MAX_MODEL_NAME_CHARS as u64, "{schema}");
+        }
+        assert_eq!(prop("SendMessage", "content", "maxLength"), MAX_MESSAGE_CHARS as u64);
+        assert_eq!(prop("SendMessage", "client_message_id", "maxLength"), MAX_CLIENT_MESSAGE_ID_CHARS as u64);
+        assert_eq!(prop("ModelOptions", "stop", "maxItems"), MAX_STOP_SEQUENCES as u64);
+        for path in ["/sessions", "/sessions/{id}/messages"] {
+            let params = doc["paths"][path]["get"]["parameters"].as_array().unwrap();
+            let param = |name: &str| params.iter().find(|p| p["name"] == name).unwrap()["schema"].clone();
+            assert_eq!(param("limit")["maximum"].as_u64(), Some(u64::from(MAX_PAGE_SIZE)), "{path}");
+            assert_eq!(param("limit")["minimum"].as_u64(), Some(1), "{path}");
+            assert_eq!(param("cursor")["maxLength"].as_u64(), Some(MAX_CURSOR_CHARS as u64), "{path}");
+        }
+    }
+
     /// `openapi.yaml` is what the code generates: run `make openapi` after changing the API.
     #[test]
     fn committed_openapi_yaml_matches_the_code() {

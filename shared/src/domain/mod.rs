@@ -200,6 +200,31 @@ impl ModelOptions {
 /// Free-form string pairs a client keeps on a session (tags, client ids).
 pub type Metadata = BTreeMap<String, String>;
 
+/// The schema of [`Metadata`], with its bounds.
+fn metadata_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(format!(
+            "Up to {MAX_METADATA_ENTRIES} string pairs; keys 1-{MAX_METADATA_KEY_CHARS} characters, \
+values up to {MAX_METADATA_VALUE_CHARS}."
+        )))
+        .max_properties(Some(MAX_METADATA_ENTRIES))
+        .property_names(Some(ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(MAX_METADATA_KEY_CHARS))))
+        .additional_properties(Some(AdditionalProperties::RefOr(
+            ObjectBuilder::new().schema_type(Type::String).max_length(Some(MAX_METADATA_VALUE_CHARS)).into(),
+        )))
+        .build()
+}
+
+/// [`metadata_schema`] that may also be `null` (to clear it).
+fn nullable_metadata_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    let mut schema = metadata_schema();
+    schema.schema_type = SchemaType::from_iter([Type::Object, Type::Null]);
+    schema
+}
+
 pub fn validate_metadata(metadata: &Metadata) -> Result<(), Invalid> {
     if metadata.len() > MAX_METADATA_ENTRIES {
         return Err(invalid(format!("metadata has at most {MAX_METADATA_ENTRIES} entries")));
@@ -279,6 +304,7 @@ pub struct SessionView {
     #[schema(max_length = 16000)]
     pub system_prompt: Option<String>,
     pub options: ModelOptions,
+    #[schema(schema_with = metadata_schema)]
     pub metadata: Metadata,
     #[schema(value_type = String, format = DateTime, example = "2026-11-24T05:00:00.000Z")]
     pub created_at: Timestamp,
@@ -325,6 +351,7 @@ pub struct CreateSession {
     pub system_prompt: Option<String>,
     #[serde(default)]
     pub options: Option<ModelOptions>,
+    #[schema(schema_with = metadata_schema)]
     #[serde(default)]
     pub metadata: Option<Metadata>,
 }
@@ -367,7 +394,7 @@ pub struct UpdateSession {
     #[schema(value_type = Option<ModelOptions>)]
     #[serde(default, deserialize_with = "present_or_null")]
     pub options: Option<Option<ModelOptions>>,
-    #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
+    #[schema(schema_with = nullable_metadata_schema)]
     #[serde(default, deserialize_with = "present_or_null")]
     pub metadata: Option<Option<Metadata>>,
 }
