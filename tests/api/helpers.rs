@@ -101,7 +101,9 @@ impl TestApp {
     }
 
     pub async fn dispatch(&self, method: Method, req: Request) -> TestResponse {
-        let path = req.uri().path().to_owned();
+        // As the router does; REST API events carry the stage (`/v1`) in the path.
+        let full = req.uri().path().to_owned();
+        let path = full.strip_prefix("/v1").unwrap_or(&full).to_owned();
         let app = &*self.app;
         let response = if path == "/health" || path == "/models" {
             meta::handle(app, req).await

@@ -4,6 +4,7 @@
 //! Every test gets its own table, so tests run in parallel without sharing state.
 
 mod auth;
+mod authorizer;
 mod bad_input;
 mod chat;
 mod health;
