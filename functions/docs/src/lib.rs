@@ -22,8 +22,9 @@ pub async fn handle<S: Store>(app: &App<S>, req: Request) -> Result<Response<Bod
         }
         let Some(rest) = api::segments_after(&req, "docs") else { return Err(ApiError::NotFound("route")) };
         if !path.ends_with('/') && rest.is_empty() {
-            // Swagger UI loads its assets relative to the page: serve it from `docs/`.
-            return response(StatusCode::FOUND, "text/plain", Body::Empty, &[(LOCATION.as_str(), "docs/")]);
+            // Swagger UI loads its assets relative to the page, so the page lives
+            // under `docs/`; a relative redirect keeps any stage prefix.
+            return response(StatusCode::FOUND, "text/plain", Body::Empty, &[(LOCATION.as_str(), "docs/index.html")]);
         }
         swagger_file(&rest.join("/"))
     })
@@ -86,7 +87,9 @@ mod tests {
         assert_eq!(json_body(&r)["servers"][0]["url"], "/v1");
 
         let r = handle(&app, request(Method::GET, "/docs", None, None)).await.unwrap();
-        assert_eq!((r.status().as_u16(), r.headers()["location"].to_str().unwrap()), (302, "docs/"));
+        assert_eq!((r.status().as_u16(), r.headers()["location"].to_str().unwrap()), (302, "docs/index.html"));
+        let r = handle(&app, request(Method::GET, "/docs/index.html", None, None)).await.unwrap();
+        assert_eq!(r.status(), 200);
 
         let r = handle(&app, request(Method::GET, "/docs/", None, None)).await.unwrap();
         assert_eq!(r.status(), 200);
