@@ -9,7 +9,7 @@
 
 SCRIPTS := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))/scripts
 
-.PHONY: help dev test api-key revoke-key openapi
+.PHONY: help dev test contract-test api-key revoke-key openapi
 
 help: ## Show this help
 	@echo 'Usage: make <target> [VAR=value ...]'
@@ -20,6 +20,9 @@ dev: ## Run the local stack (DynamoDB Local + cargo lambda watch) in the foregro
 
 test: ## Run all tests against a private DynamoDB Local (extra cargo args: TEST_ARGS='...')
 	@exec "$(SCRIPTS)/test.sh"
+
+contract-test: ## Only the contract test: schemathesis, openapi.yaml vs the local stack
+	@exec "$(SCRIPTS)/contract-test.sh"
 
 # OWNER and KEY_ID reach the scripts through the environment (make exports
 # command-line variables), so no quoting of their values happens here.

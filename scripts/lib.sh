@@ -108,6 +108,24 @@ stop_pidfile() {
     rm -f "$pidfile"
 }
 
+# Starts an in-memory DynamoDB Local on a free port (scripts/dynamodb-local.sh)
+# and prints the port. The port could be taken between picking and binding; a
+# retry covers that race.
+# Usage: port="$(start_dynamodb_on_free_port PIDFILE LOGFILE)"
+start_dynamodb_on_free_port() {
+    local attempt port
+    for attempt in 1 2 3; do
+        port="$(free_port)"
+        if "$LLMCHAT_ROOT/scripts/dynamodb-local.sh" start "$port" "$1" "$2"; then
+            printf '%s\n' "$port"
+            return 0
+        fi
+        ((attempt < 3)) || break
+        log "retrying on another port"
+    done
+    die "could not start DynamoDB Local"
+}
+
 print_log_tail() { # LOGFILE [LINES]
     [[ -s $1 ]] || { log "($1 is empty)"; return 0; }
     log "---- last ${2:-40} lines of $1 ----"
@@ -140,9 +158,9 @@ load_dev_env() {
     use_local_aws_env
 }
 
-# Installs the pinned Python-packaged dev tools (cargo-lambda, ...) into a venv
-# in the cache and puts it first on PATH. Reinstalls when the requirements file
-# changes or cargo-lambda is missing or not the pinned version.
+# Installs the pinned Python-packaged dev tools (cargo-lambda, schemathesis) into
+# a venv in the cache and puts it first on PATH. Reinstalls when the requirements
+# file changes or a pinned package is missing or not at its pinned version.
 ensure_dev_tools() {
     local req="$LLMCHAT_ROOT/scripts/requirements-dev.txt"
     local venv="$LLMCHAT_CACHE_DIR/venv"
@@ -155,7 +173,16 @@ ensure_dev_tools() {
     dev_tools_ok() {
         [[ -f $stamp && "$(<"$stamp")" == "$want" ]] || return 1
         have="$(cargo lambda --version 2>/dev/null | awk '{print $2}')" || return 1
-        [[ -z $pinned || $have == "$pinned" ]]
+        [[ -z $pinned || $have == "$pinned" ]] || return 1
+        # Every other pin too (schemathesis, ...): a venv changed by hand is repaired.
+        "$venv/bin/python" - "$req" 2>/dev/null <<'PY'
+import re, sys
+from importlib.metadata import version
+for line in open(sys.argv[1]):
+    m = re.match(r"\s*([A-Za-z0-9._-]+)==([^\s;#]+)", line)
+    if m and version(m[1]) != m[2]:
+        sys.exit(1)
+PY
     }
     dev_tools_ok && return 0
 
@@ -175,7 +202,8 @@ ensure_dev_tools() {
         "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req" ||
             die "pip install -r scripts/requirements-dev.txt failed"
         printf '%s\n' "$want" >"$stamp"
-        dev_tools_ok || die "cargo lambda --version reports '${have:-nothing}', expected $pinned"
+        dev_tools_ok ||
+            die "after pip install, cargo lambda reports '${have:-nothing}' (expected $pinned) or a pinned package is at another version"
     fi
     exec {lockfd}>&-
     log "using $(cargo lambda --version)"

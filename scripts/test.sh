@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # `make test`: cargo test --workspace against a private, in-memory DynamoDB Local
-# on a free port, so it never touches (or collides with) a running dev stack.
+# on a free port, so it never touches (or collides with) a running dev stack;
+# then, when they pass, the contract test (scripts/contract-test.sh) against it.
 #
-#   test.sh                  run the whole workspace's tests
-#   TEST_ARGS='...' test.sh  extra arguments for cargo test, word-split
+#   test.sh                  run the whole workspace's tests and the contract test
+#   TEST_ARGS='...' test.sh  only cargo test, with these extra arguments, word-split
 #                            (e.g. TEST_ARGS='-p llmchat-shared -- --nocapture')
 #
 # Env: DYNAMODB_START_TIMEOUT (seconds, default 60).
@@ -16,7 +17,8 @@ DDB="$LLMCHAT_ROOT/scripts/dynamodb-local.sh"
 
 need_cmd cargo java mvn curl python3 setsid pgrep
 "$DDB" install
-# cargo-lambda: the end-to-end test runs the functions under `cargo lambda watch`.
+# cargo-lambda: the end-to-end and contract tests run the functions under
+# `cargo lambda watch`; schemathesis: the contract test.
 ensure_dev_tools
 
 mkdir -p "$LLMCHAT_STATE_DIR"
@@ -35,15 +37,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
 
-# The port could be taken between picking and binding; a retry covers that race.
-for attempt in 1 2 3; do
-    port="$(free_port)"
-    if "$DDB" start "$port" "$RUN_DIR/dynamodb-local.pid" "$RUN_DIR/dynamodb-local.log"; then
-        break
-    fi
-    ((attempt < 3)) || die "could not start DynamoDB Local for the tests"
-    log "retrying on another port"
-done
+port="$(start_dynamodb_on_free_port "$RUN_DIR/dynamodb-local.pid" "$RUN_DIR/dynamodb-local.log")"
 
 use_local_aws_env
 export LLMCHAT_TEST_DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
@@ -56,4 +50,11 @@ if [[ -n ${TEST_ARGS:-} ]]; then read -r -a extra <<<"$TEST_ARGS"; fi
 log "cargo test --workspace ${extra[*]} (DynamoDB Local at $LLMCHAT_TEST_DYNAMODB_ENDPOINT)"
 status=0
 cargo test --workspace "${extra[@]}" || status=$?
+
+# The contract test (openapi.yaml against the running stack) on the same
+# DynamoDB Local. Skipped when the tests failed, whose output comes first, and
+# for filtered runs (TEST_ARGS), which are meant to be quick.
+if ((status == 0)) && ((${#extra[@]} == 0)); then
+    "$LLMCHAT_ROOT/scripts/contract-test.sh" || status=$?
+fi
 exit "$status"
