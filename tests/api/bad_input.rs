@@ -122,3 +122,17 @@ fn base64_url(text: &str) -> String {
     }
     out
 }
+
+#[tokio::test]
+async fn extreme_but_valid_numbers_are_stored_exactly() {
+    let t = spawn_app().await;
+    // Inside the documented ranges, beyond what DynamoDB numbers can hold.
+    let body = r#"{"options": {"temperature": 1e-131, "top_p": 5e-324, "repeat_penalty": 1.9999999999999998, "seed": -9223372036854775808}}"#;
+    let r = t.send(Method::POST, "/sessions", Some(body)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap();
+    let read = t.send(Method::GET, &format!("/sessions/{id}"), None).await;
+    assert_eq!(read.body["options"], serde_json::from_str::<serde_json::Value>(body).unwrap()["options"]);
+    let r = t.send(Method::PATCH, &format!("/sessions/{id}"), Some(r#"{"options": {"temperature": 8.02e-138}}"#)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}

@@ -104,6 +104,28 @@ pub(crate) fn to_attr<T: Serialize>(value: &T) -> Result<AttributeValue, StoreEr
     serde_dynamo::to_attribute_value(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// Model options are stored as JSON text, not as a DynamoDB map: DynamoDB
+/// numbers cannot hold every f64 a client may send (1e-131 underflows).
+mod json_text {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::domain::ModelOptions;
+    use crate::store::StoreError;
+
+    pub fn encode(options: &ModelOptions) -> Result<String, StoreError> {
+        serde_json::to_string(options).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    pub fn serialize<S: Serializer>(options: &ModelOptions, s: S) -> Result<S::Ok, S::Error> {
+        encode(options).map_err(serde::ser::Error::custom)?.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ModelOptions, D::Error> {
+        let text = String::deserialize(d)?;
+        serde_json::from_str(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// The session item exactly as stored.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct SessionItem {
@@ -120,7 +142,7 @@ pub(crate) struct SessionItem {
     model: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     system_prompt: Option<String>,
-    #[serde(default)]
+    #[serde(default, with = "json_text")]
     options: ModelOptions,
     #[serde(default)]
     metadata: Metadata,
@@ -265,7 +287,7 @@ impl SessionRepository for DynamoStore {
             .expression_attribute_values(":owner", s(session.owner.as_str()))
             .expression_attribute_values(":title", s(&session.title))
             .expression_attribute_values(":model", s(&session.model))
-            .expression_attribute_values(":options", to_attr(&session.options)?)
+            .expression_attribute_values(":options", s(json_text::encode(&session.options)?))
             .expression_attribute_values(":metadata", to_attr(&session.metadata)?)
             .expression_attribute_values(":updated_at", s(session.updated_at.to_string()))
             .expression_attribute_values(":gsi1sk", s(owner_gsi_sk(&session.updated_at, session.id)))
