@@ -9,7 +9,7 @@
 
 SCRIPTS := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))/scripts
 
-.PHONY: help dev test contract-test api-key revoke-key openapi
+.PHONY: help dev test contract-test api-key revoke-key openapi deploy-check figures
 
 help: ## Show this help
 	@echo 'Usage: make <target> [VAR=value ...]'
@@ -35,3 +35,9 @@ revoke-key: ## Revoke an API key on the running dev stack: make revoke-key KEY_I
 openapi: ## Regenerate openapi.yaml from the code (a test fails when it is stale)
 	@cargo run -q -p llmchat-admin -- openapi > openapi.yaml
 	@echo "wrote openapi.yaml"
+
+deploy-check: ## Lint template.yaml (cfn-lint, sam validate) and build every function for arm64 Lambda
+	@"$(SCRIPTS)/deploy-check.sh"
+
+figures: ## Print bootstrap sizes and local cold-start figures (see docs/FIGURES.md)
+	@"$(SCRIPTS)/figures.sh"

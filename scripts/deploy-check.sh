@@ -8,6 +8,11 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$LLMCHAT_ROOT"
 ensure_dev_tools
+ensure_deploy_tools
+
+# Every function crate, and nothing else of the workspace (tools, tests).
+FUNCTION_PACKAGES=()
+for dir in functions/*/; do FUNCTION_PACKAGES+=(-p "$(basename "$dir")"); done
 need_cmd cargo rustup
 
 # sam and cfn-lint need a region and credentials to exist, never to be valid.
@@ -21,7 +26,7 @@ sam validate --lint --template template.yaml
 
 rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
 log "cargo lambda build --release --arm64 (every function)"
-cargo lambda build --release --arm64
+cargo lambda build --release --arm64 "${FUNCTION_PACKAGES[@]}"
 
 # The functions are the workspace's binaries under functions/.
 status=0

@@ -13,12 +13,15 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$LLMCHAT_ROOT"
 ensure_dev_tools
 
+# Every function crate, and nothing else of the workspace (tools, tests).
+FUNCTION_PACKAGES=()
+for dir in functions/*/; do FUNCTION_PACKAGES+=(-p "$(basename "$dir")"); done
+
 RUNS="${RUNS:-15}"
-FUNCTIONS=(create-session sessions send-message stream-reply meta docs)
 
 log "building release bootstraps for arm64 (deployed) and x86_64 (measured here)"
-cargo lambda build --release --arm64 >&2
-cargo lambda build --release --target-dir target/x86 >&2
+cargo lambda build --release --arm64 "${FUNCTION_PACKAGES[@]}" >&2
+cargo lambda build --release --target-dir target/x86 "${FUNCTION_PACKAGES[@]}" >&2
 
 cold_start_ms() { # BINARY: median milliseconds from exec to the first /invocation/next
     python3 - "$1" "$RUNS" <<'PY'
@@ -63,7 +66,8 @@ PY
 
 echo "| function | arm64 bootstrap | cold start to first poll (x86_64, median of $RUNS) |"
 echo "|---|---|---|"
-for f in "${FUNCTIONS[@]}"; do
+for dir in functions/*/; do
+    f="$(basename "$dir")"
     arm="target/lambda/$f/bootstrap"
     x86="target/x86/lambda/$f/bootstrap"
     size="$(du -k "$arm" | cut -f1)"

@@ -208,3 +208,28 @@ PY
     exec {lockfd}>&-
     log "using $(cargo lambda --version)"
 }
+
+# Installs cfn-lint and the SAM CLI (scripts/requirements-deploy.txt) into a
+# venv of their own in the cache and puts it on PATH after the dev tools.
+ensure_deploy_tools() {
+    local req="$LLMCHAT_ROOT/scripts/requirements-deploy.txt"
+    local venv="$LLMCHAT_CACHE_DIR/venv-deploy"
+    local stamp="$venv/.requirements.sha256"
+    local want lockfd
+    want="$(sha256sum "$req" | cut -d' ' -f1)"
+    export PATH="$PATH:$venv/bin"
+    [[ -f $stamp && "$(<"$stamp")" == "$want" && -x $venv/bin/sam && -x $venv/bin/cfn-lint ]] && return 0
+    need_cmd python3
+    mkdir -p "$LLMCHAT_CACHE_DIR"
+    exec {lockfd}>"$LLMCHAT_CACHE_DIR/venv-deploy.lock"
+    flock "$lockfd"
+    if ! "$venv/bin/python" -c '' 2>/dev/null; then
+        rm -rf "$venv"
+        python3 -m venv "$venv" || die "could not create a Python venv at $venv"
+    fi
+    log "installing cfn-lint and the SAM CLI from scripts/requirements-deploy.txt into $venv (first run only)"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req" ||
+        die "pip install -r scripts/requirements-deploy.txt failed"
+    printf '%s\n' "$want" >"$stamp"
+    exec {lockfd}>&-
+}
