@@ -25,6 +25,10 @@ WATCH_PIDFILE="$LLMCHAT_STATE_DIR/watch.pid"
 WATCH_LOG="$LLMCHAT_STATE_DIR/watch.log"
 WATCH_ENV="$LLMCHAT_STATE_DIR/watch.env"
 WATCH_PATTERN="lambda watch"
+OLLAMA_PIDFILE="$LLMCHAT_STATE_DIR/ollama.pid"
+OLLAMA_LOG="$LLMCHAT_STATE_DIR/ollama.log"
+# Ollama's own default address: used when OLLAMA_URL is not set.
+DEFAULT_OLLAMA_PORT=11434
 
 usage() {
     echo "usage:" >&2
@@ -68,6 +72,7 @@ cleanup() {
     if [[ -n ${TAIL_PID:-} ]]; then kill "$TAIL_PID" 2>/dev/null || true; fi
     stop_pidfile "$WATCH_PIDFILE" "$WATCH_PATTERN" "cargo lambda watch"
     "$DDB" stop "$DDB_PIDFILE" || true
+    "$LLMCHAT_ROOT/scripts/ollama.sh" stop "$OLLAMA_PIDFILE" || true
     log "dev stack stopped"
     exit "$status"
 }
@@ -80,7 +85,13 @@ cmd_up() {
     local timeout="${LLMCHAT_READY_TIMEOUT:-1200}"
     local base="http://127.0.0.1:$LLMCHAT_PORT"
     local key code started deadline next_note status
-    export OLLAMA_URL="${OLLAMA_URL:-http://127.0.0.1:11434}"
+    # A user's own Ollama (OLLAMA_URL, or anything on the default port) is used
+    # as it is; only when neither is there does the stack bring up its own.
+    local own_ollama=0
+    if [[ -z ${OLLAMA_URL:-} && "$(http_code GET "http://127.0.0.1:$DEFAULT_OLLAMA_PORT/api/tags" 3)" == 000 ]]; then
+        own_ollama=1
+    fi
+    export OLLAMA_URL="${OLLAMA_URL:-http://127.0.0.1:$DEFAULT_OLLAMA_PORT}"
     export LLMCHAT_DEFAULT_MODEL="${LLMCHAT_DEFAULT_MODEL:-gemma3:270m}"
     export LLMCHAT_LOG_FORMAT="${LLMCHAT_LOG_FORMAT:-pretty}"
     export LLMCHAT_CORS_ORIGINS="${LLMCHAT_CORS_ORIGINS:-*}"
@@ -94,6 +105,7 @@ cmd_up() {
     flock -n 9 || die "make dev is already running in this checkout (lock: $LLMCHAT_STATE_DIR/dev.lock)"
     stop_pidfile "$WATCH_PIDFILE" "$WATCH_PATTERN" "leftover cargo lambda watch"
     "$DDB" stop "$DDB_PIDFILE"
+    "$LLMCHAT_ROOT/scripts/ollama.sh" stop "$OLLAMA_PIDFILE"
 
     # Fail before starting anything, with a hint at the knob to turn.
     if port_in_use "$DYNAMODB_PORT"; then
@@ -101,10 +113,6 @@ cmd_up() {
     fi
     if port_in_use "$LLMCHAT_PORT"; then
         die "port $LLMCHAT_PORT is in use; choose another with LLMCHAT_PORT=..."
-    fi
-    if [[ "$(http_code GET "$OLLAMA_URL/api/tags" 3)" == 000 ]]; then
-        log "warning: Ollama does not answer at $OLLAMA_URL; chat replies will fail until it runs"
-        log "         (ollama serve; ollama pull $LLMCHAT_DEFAULT_MODEL)"
     fi
 
     ensure_dev_tools
@@ -114,6 +122,14 @@ cmd_up() {
     trap 'exit 130' INT
     trap 'exit 143' TERM
     trap 'exit 129' HUP
+
+    if ((own_ollama)); then
+        log "no Ollama at $OLLAMA_URL: starting the project's own (Ollama + Gemma 3 270M)"
+        "$LLMCHAT_ROOT/scripts/ollama.sh" start "$DEFAULT_OLLAMA_PORT" "$OLLAMA_PIDFILE" "$OLLAMA_LOG" 9>&-
+    elif [[ "$(http_code GET "$OLLAMA_URL/api/tags" 3)" == 000 ]]; then
+        log "warning: Ollama does not answer at $OLLAMA_URL; chat replies will fail until it runs"
+        log "         (ollama serve; ollama pull $LLMCHAT_DEFAULT_MODEL)"
+    fi
 
     "$DDB" start "$DYNAMODB_PORT" "$DDB_PIDFILE" "$DDB_LOG" 9>&-
 
