@@ -9,7 +9,7 @@
 
 SCRIPTS := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))/scripts
 
-.PHONY: help dev test contract-test api-key revoke-key openapi deploy-check figures
+.PHONY: help dev test contract-test api-key revoke-key openapi deploy-check figures e2e-real
 
 help: ## Show this help
 	@echo 'Usage: make <target> [VAR=value ...]'
@@ -41,3 +41,6 @@ deploy-check: ## Lint template.yaml (cfn-lint, sam validate) and build every fun
 
 figures: ## Print bootstrap sizes and local cold-start figures (see docs/FIGURES.md)
 	@"$(SCRIPTS)/figures.sh"
+
+e2e-real: ## Full local stack against a real Ollama and model (builds one if none runs), with overhead figures
+	@"$(SCRIPTS)/e2e-real.sh"

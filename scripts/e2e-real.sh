@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# `make e2e-real`: the full local stack against a real Ollama serving a real
+# model. Uses the Ollama at OLLAMA_URL, or on Ollama's default port, as it
+# is; otherwise builds and starts the project's own (scripts/ollama.sh; the
+# first build takes minutes). Creates a session, sends a buffered message and
+# streams another, checks the stored history, statuses and usage, then
+# measures time to first token and tokens per second through LlmChat's stream
+# against straight from Ollama (scripts/e2e_real.py). Exits non-zero on any
+# failure.
+#
+# Env: OLLAMA_URL, LLMCHAT_DEFAULT_MODEL (gemma3:270m), E2E_REAL_RUNS (5).
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=scripts/local-stack.sh
+source "$(dirname "${BASH_SOURCE[0]}")/local-stack.sh"
+cd "$LLMCHAT_ROOT"
+
+need_cmd cargo java mvn curl python3 setsid pgrep
+ensure_dev_tools
+mkdir -p "$LLMCHAT_STATE_DIR"
+RUN_DIR="$(mktemp -d "$LLMCHAT_STATE_DIR/e2e-real.XXXXXX")"
+
+# shellcheck disable=SC2317 # invoked through the EXIT trap
+cleanup() {
+    local rc=$?
+    trap '' INT TERM HUP
+    stop_local_stack "$RUN_DIR"
+    "$LLMCHAT_ROOT/scripts/ollama.sh" stop "$RUN_DIR/ollama.pid" || true
+    if ((rc == 0)); then rm -rf "$RUN_DIR"; else log "e2e-real FAILED; logs kept in ${RUN_DIR#"$LLMCHAT_ROOT"/}"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+use_local_aws_env
+export LLMCHAT_DEFAULT_MODEL="${LLMCHAT_DEFAULT_MODEL:-gemma3:270m}"
+if [[ -n ${OLLAMA_URL:-} ]]; then
+    ollama_url="$OLLAMA_URL"
+elif [[ "$(http_code GET "http://127.0.0.1:11434/api/tags" 3)" != 000 ]]; then
+    ollama_url="http://127.0.0.1:11434"
+else
+    port="$(free_port)"
+    "$LLMCHAT_ROOT/scripts/ollama.sh" start "$port" "$RUN_DIR/ollama.pid" "$RUN_DIR/ollama.log"
+    ollama_url="http://127.0.0.1:$port"
+fi
+curl -s --max-time 5 "$ollama_url/api/tags" | grep -q "\"$LLMCHAT_DEFAULT_MODEL\"" ||
+    die "Ollama at $ollama_url does not serve $LLMCHAT_DEFAULT_MODEL (ollama pull $LLMCHAT_DEFAULT_MODEL)"
+log "real Ollama at $ollama_url, model $LLMCHAT_DEFAULT_MODEL"
+
+# A CPU model loads slowly: the stack gets the deployed default first-token wait.
+LLMCHAT_STACK_FIRST_TOKEN_TIMEOUT_MS=120000 start_local_stack "$RUN_DIR" "$ollama_url" e2e-real
+python3 "$LLMCHAT_ROOT/scripts/e2e_real.py" "$STACK_BASE" "$STACK_KEY" "$ollama_url" "$LLMCHAT_DEFAULT_MODEL" "${E2E_REAL_RUNS:-5}"
