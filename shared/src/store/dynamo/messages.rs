@@ -1,6 +1,7 @@
 //! Messages and idempotency records in the session's partition.
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -108,6 +109,22 @@ fn message_from(item: Item, session_id: Uuid) -> Result<Message, StoreError> {
 
 fn built<E: std::fmt::Display>(e: E) -> StoreError {
     StoreError::Unavailable(e.to_string())
+}
+
+impl DynamoStore {
+    /// An update of the reply's text that applies only while the reply is still
+    /// `streaming`: a finished reply, or a deleted session's, is never written over.
+    fn update_streaming_reply(&self, reply: &Message) -> UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(session_pk(reply.session_id)))
+            .key(SK, s(message_sk(reply.seq)))
+            .condition_expression("#status = :streaming")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":streaming", s("streaming"))
+            .expression_attribute_values(":content", s(&reply.content))
+    }
 }
 
 impl MessageRepository for DynamoStore {
@@ -226,17 +243,8 @@ impl MessageRepository for DynamoStore {
     }
 
     async fn checkpoint_reply(&self, reply: &Message) -> Result<(), StoreError> {
-        let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(PK, s(session_pk(reply.session_id)))
-            .key(SK, s(message_sk(reply.seq)))
-            .condition_expression("#status = :streaming")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":streaming", s("streaming"))
-            .expression_attribute_values(":content", s(&reply.content));
-        update = match reply.lease_until {
+        let update = self.update_streaming_reply(reply);
+        let update = match reply.lease_until {
             Some(lease) => update
                 .update_expression("SET content = :content, lease_until = :lease")
                 .expression_attribute_values(":lease", s(lease.to_string())),
@@ -249,17 +257,8 @@ impl MessageRepository for DynamoStore {
     async fn finish_reply(&self, reply: &Message) -> Result<(), StoreError> {
         // Only over a reply still streaming: a deleted session's reply is not brought back.
         let mut set = vec!["content = :content", "#status = :status"];
-        let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(PK, s(session_pk(reply.session_id)))
-            .key(SK, s(message_sk(reply.seq)))
-            .condition_expression("#status = :streaming")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":streaming", s("streaming"))
-            .expression_attribute_values(":content", s(&reply.content))
-            .expression_attribute_values(":status", to_attr(&reply.status)?);
+        let mut update =
+            self.update_streaming_reply(reply).expression_attribute_values(":status", to_attr(&reply.status)?);
         if let Some(at) = reply.completed_at {
             set.push("completed_at = :completed_at");
             update = update.expression_attribute_values(":completed_at", s(at.to_string()));
