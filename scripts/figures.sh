@@ -21,7 +21,7 @@ RUNS="${RUNS:-15}"
 
 log "building release bootstraps for arm64 (deployed) and x86_64 (measured here)"
 cargo lambda build --release --arm64 "${FUNCTION_PACKAGES[@]}" >&2
-cargo lambda build --release --target-dir target/x86 "${FUNCTION_PACKAGES[@]}" >&2
+CARGO_TARGET_DIR=target/x86 cargo lambda build --release "${FUNCTION_PACKAGES[@]}" >&2
 
 cold_start_ms() { # BINARY: median milliseconds from exec to the first /invocation/next
     python3 - "$1" "$RUNS" <<'PY'

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::context::{self, DEFAULT_REPLY_RESERVE_TOKENS};
+use crate::context;
 use crate::domain::{Exchange, Message, MessageStatus, MessageView, OwnerId, SendMessage, Timestamp};
 use crate::error::{ApiError, ProblemCode};
 use crate::limits::MAX_HISTORY_MESSAGES;
@@ -72,9 +72,10 @@ pub async fn begin<S: MessageRepository>(
         Some(overrides) => session.options.overridden_by(overrides),
         None => session.options.clone(),
     };
-    let context_tokens = options.num_ctx.unwrap_or(config.context_tokens);
-    options.num_ctx = Some(context_tokens);
-    let reserve = options.num_predict.unwrap_or(DEFAULT_REPLY_RESERVE_TOKENS);
+    // Both sent to Ollama, so the budget below and the model agree: the
+    // context it gets, and the longest reply it may write.
+    let context_tokens = *options.num_ctx.get_or_insert(config.context_tokens);
+    let reserve = *options.num_predict.get_or_insert(config.max_reply_tokens);
     let fitted = context::fit(
         session.system_prompt.as_deref(),
         &state.recent,

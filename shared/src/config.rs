@@ -16,6 +16,11 @@ pub const DEFAULT_MODEL: &str = "gemma3:270m";
 /// (Ollama's own default `num_ctx`); it is sent to Ollama so both sides agree.
 pub const DEFAULT_CONTEXT_TOKENS: u32 = 4096;
 
+/// Longest reply, in tokens, when neither the session nor the request sets
+/// `num_predict`: a model that never emits its stop token cannot run until a
+/// timeout. The same number is kept free of history in the context.
+pub const DEFAULT_MAX_REPLY_TOKENS: u32 = 1024;
+
 /// Longest timeout any `*_TIMEOUT_MS` variable may set (Lambda's own cap is 15 minutes).
 pub const MAX_TIMEOUT_MS: u64 = 900_000;
 
@@ -85,6 +90,8 @@ pub struct Config {
     pub llm_idle_timeout: Duration,
     /// `LLMCHAT_CONTEXT_TOKENS`: the model context (`num_ctx`) used when a session sets none.
     pub context_tokens: u32,
+    /// `LLMCHAT_MAX_REPLY_TOKENS`: the longest reply (`num_predict`) when a session sets none.
+    pub max_reply_tokens: u32,
     /// `LLMCHAT_SSE_KEEPALIVE_MS`: interval of `: keep-alive` comments while the model loads.
     pub sse_keepalive: Duration,
 }
@@ -158,6 +165,10 @@ impl Config {
                 None => DEFAULT_CONTEXT_TOKENS,
                 value => number("LLMCHAT_CONTEXT_TOKENS", value, 256, 1_048_576)? as u32,
             },
+            max_reply_tokens: match get("LLMCHAT_MAX_REPLY_TOKENS") {
+                None => DEFAULT_MAX_REPLY_TOKENS,
+                value => number("LLMCHAT_MAX_REPLY_TOKENS", value, 1, 131_072)? as u32,
+            },
             sse_keepalive: millis("LLMCHAT_SSE_KEEPALIVE_MS", 10_000)?,
         })
     }
@@ -210,6 +221,8 @@ mod tests {
         assert_eq!(c.session_ttl, None);
         assert_eq!(c.llm_connect_timeout, Duration::from_millis(2_000));
         assert_eq!(c.llm_first_token_timeout, Duration::from_millis(120_000));
+        assert_eq!(c.max_reply_tokens, DEFAULT_MAX_REPLY_TOKENS);
+        assert_eq!(c.context_tokens, DEFAULT_CONTEXT_TOKENS);
     }
 
     #[test]
@@ -238,6 +251,8 @@ mod tests {
             ("LLMCHAT_TABLE_NAME", "no spaces allowed"),
             ("LLMCHAT_DEFAULT_MODEL", "bad model name!"),
             ("LLMCHAT_LOG_FORMAT", "xml"),
+            ("LLMCHAT_MAX_REPLY_TOKENS", "0"),
+            ("LLMCHAT_CONTEXT_TOKENS", "12"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var);

@@ -12,8 +12,6 @@ use crate::llm::{ChatTurn, Role};
 pub const CHARS_PER_TOKEN: usize = 4;
 /// Tokens of chat-template framing counted for every turn.
 pub const TOKENS_PER_TURN: u32 = 4;
-/// Tokens kept free for the reply when the request sets no `num_predict`.
-pub const DEFAULT_REPLY_RESERVE_TOKENS: u32 = 512;
 
 pub fn estimate_tokens(text: &str) -> u32 {
     let chars = text.chars().count();

@@ -46,6 +46,7 @@ async fn a_buffered_send_stores_and_returns_the_exchange() {
     assert_eq!(sent["messages"], json!([{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Hi there"}]));
     assert_eq!(sent["options"]["temperature"], 0.5);
     assert_eq!(sent["options"]["num_ctx"], t.app.config.context_tokens, "the budget and the model agree on the context");
+    assert_eq!(sent["options"]["num_predict"], t.app.config.max_reply_tokens, "replies are bounded by default");
 
     let s = t.send(Method::GET, &format!("/sessions/{session}"), None).await;
     assert_eq!(s.body["message_count"], 2);
