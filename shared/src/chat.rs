@@ -22,7 +22,8 @@ use crate::domain::{Exchange, Message, MessageStatus, MessageView, OwnerId, Send
 use crate::error::{ApiError, ProblemCode};
 use crate::limits::MAX_HISTORY_MESSAGES;
 use crate::llm::ollama::ChatRequest;
-use crate::llm::{ChatEvent, LlmError, OllamaClient, Role, TimeoutPhase};
+use crate::limits::MAX_REPLY_BYTES;
+use crate::llm::{ChatEvent, Completion, LlmError, OllamaClient, Role, TimeoutPhase};
 use crate::store::{BeginError, IdempotencyRecord, MessageRepository, StoreError};
 
 /// Longest time between two saves of a reply's text: a crash loses at most this much.
@@ -114,7 +115,7 @@ pub async fn begin<S: MessageRepository>(
         model: Some(session.model.clone()),
         client_message_id: None,
         context_truncated: fitted.truncated,
-        lease_until: Some(now.plus(config.llm_first_token_timeout + LEASE_GRACE)),
+        lease_until: Some(now.plus(config.llm_first_token_timeout + config.llm_idle_timeout + LEASE_GRACE)),
         ..user.clone()
     };
     let idempotency = input.client_message_id.as_ref().map(|id| IdempotencyRecord {
@@ -152,22 +153,27 @@ pub async fn generate<S: MessageRepository>(
     let outcome = async {
         let mut stream = llm.chat_stream(&request).await?;
         let mut last_save = Instant::now();
-        let mut saved_len = 0;
         while let Some(event) = stream.next().await {
             match event? {
                 ChatEvent::Delta(text) => {
                     reply.content.push_str(&text);
                     on_delta(&text);
-                    if last_save.elapsed() >= CHECKPOINT_INTERVAL && reply.content.len() > saved_len {
-                        reply.lease_until = Some(Timestamp::now().plus(config.llm_idle_timeout + LEASE_GRACE));
-                        if let Err(e) = store.checkpoint_reply(&reply).await {
-                            tracing::warn!(error = %e, "could not checkpoint the reply; generation goes on");
-                        }
-                        saved_len = reply.content.len();
-                        last_save = Instant::now();
+                    if reply.content.len() >= MAX_REPLY_BYTES {
+                        // A reply that would not fit in its item: end it here, as a length stop.
+                        tracing::warn!(bytes = reply.content.len(), "reply reached the size limit");
+                        return Ok(Completion { done_reason: Some("length".to_owned()), ..Completion::default() });
                     }
                 }
+                ChatEvent::Progress => {}
                 ChatEvent::Done(completion) => return Ok(completion),
+            }
+            // Text or not, a working backend renews the lease, so a live reply never reads as abandoned.
+            if last_save.elapsed() >= CHECKPOINT_INTERVAL {
+                reply.lease_until = Some(Timestamp::now().plus(config.llm_idle_timeout + LEASE_GRACE));
+                if let Err(e) = store.checkpoint_reply(&reply).await {
+                    tracing::warn!(error = %e, "could not checkpoint the reply; generation goes on");
+                }
+                last_save = Instant::now();
             }
         }
         Err(LlmError::Failed("the stream ended without a result".to_owned()))
@@ -248,6 +254,8 @@ fn fingerprint(input: &SendMessage) -> String {
     let mut hasher = Sha256::new();
     hasher.update(input.content.as_bytes());
     hasher.update([0]);
-    hasher.update(serde_json::to_vec(&input.options).unwrap_or_default());
+    // No options and empty options mean the same request.
+    let options = input.options.as_ref().filter(|o| **o != crate::domain::ModelOptions::default());
+    hasher.update(serde_json::to_vec(&options).unwrap_or_default());
     hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -34,3 +34,6 @@ pub const MAX_MESSAGE_CHARS: usize = 32_000;
 pub const MAX_CLIENT_MESSAGE_ID_CHARS: usize = 128;
 /// Most past messages read (in the one Query of a send) to build the model's context.
 pub const MAX_HISTORY_MESSAGES: usize = 200;
+/// Longest reply text stored, in bytes: a DynamoDB item holds at most 400 KB.
+/// A reply reaching it ends there, with `done_reason` `length`.
+pub const MAX_REPLY_BYTES: usize = 300 * 1024;

@@ -399,6 +399,11 @@ async fn history_pages_in_both_orders() {
         .await
         .assert_problem(400, "invalid_request");
     t.send(Method::GET, &format!("/sessions/{session}/messages?order=sideways"), None).await.assert_problem(400, "invalid_request");
+    // A forged cursor at the largest seq there can be: an empty page, not an overflow.
+    let forged = "eyJzIjoxODQ0Njc0NDA3MzcwOTU1MTYxNSwibyI6ImFzYyJ9";
+    let r = t.send(Method::GET, &format!("/sessions/{session}/messages?cursor={forged}"), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body["items"].as_array().unwrap().is_empty());
     let (_, other) = t.new_owner().await;
     t.send_as(Some(&other), Method::GET, &format!("/sessions/{session}/messages"), None).await.assert_problem(404, "not_found");
     t.send_as(Some(&other), Method::POST, &format!("/sessions/{session}/messages"), Some(r#"{"content":"x"}"#))

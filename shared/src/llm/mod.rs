@@ -50,6 +50,8 @@ pub struct Completion {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChatEvent {
     Delta(String),
+    /// The backend is working but produced no text (an empty or thinking-only line).
+    Progress,
     Done(Completion),
 }
 

@@ -17,6 +17,11 @@ impl LineBuffer {
         self.pending.extend_from_slice(bytes);
     }
 
+    /// Bytes waiting for the end of their line.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
     /// The next complete, non-blank line, without its newline.
     pub fn next_line(&mut self) -> Option<Vec<u8>> {
         loop {

@@ -16,6 +16,9 @@ use super::{ChatEvent, ChatTurn, Completion, LlmError, TimeoutPhase, Usage};
 use crate::config::Config;
 use crate::domain::ModelOptions;
 
+/// Longest NDJSON line accepted from the backend; a line never ends otherwise.
+pub const MAX_LINE_BYTES: usize = 1024 * 1024;
+
 /// How long `/models` answers from the last `/api/tags` it read.
 pub const MODELS_CACHE_TTL: Duration = Duration::from_secs(30);
 
@@ -294,7 +297,13 @@ impl ChatStream {
                 Ok(Err(e)) => {
                     return Some(Err(self.fail(LlmError::Failed(format!("connection lost: {}", error_text(&e))))));
                 }
-                Ok(Ok(Some(bytes))) => self.lines.push(&bytes),
+                Ok(Ok(Some(bytes))) => {
+                    self.lines.push(&bytes);
+                    if self.lines.pending_len() > MAX_LINE_BYTES {
+                        let err = LlmError::Failed(format!("a stream line is longer than {MAX_LINE_BYTES} bytes"));
+                        return Some(Err(self.fail(err)));
+                    }
+                }
                 Ok(Ok(None)) => {
                     if let Some(line) = self.lines.finish() {
                         match self.parse(&line) {
@@ -328,7 +337,7 @@ impl ChatStream {
         }
         match chunk.message.map(|m| m.content) {
             Some(content) if !content.is_empty() => Ok(Some(ChatEvent::Delta(content))),
-            _ => Ok(None),
+            _ => Ok(Some(ChatEvent::Progress)),
         }
     }
 }

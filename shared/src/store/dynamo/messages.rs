@@ -218,7 +218,15 @@ impl MessageRepository for DynamoStore {
         if idempotency.is_some() && failed(3) {
             return Err(BeginError::Duplicate);
         }
-        if failed(0) {
+        // Another send's transaction on the same items, in flight at the same
+        // moment, cancels this one with TransactionConflict: also a busy session.
+        let conflict = match err.as_service_error() {
+            Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                c.cancellation_reasons().iter().any(|r| r.code() == Some("TransactionConflict"))
+            }
+            _ => false,
+        };
+        if failed(0) || conflict {
             return Err(BeginError::Busy);
         }
         Err(BeginError::Store(sdk_error(err)))
@@ -292,7 +300,11 @@ impl MessageRepository for DynamoStore {
     ) -> Result<Listed<Message, u64>, StoreError> {
         let (condition, bound) = match (order, after_seq) {
             (_, None) => ("#pk = :pk AND begins_with(#sk, :bound)", MESSAGE_SK_PREFIX.to_owned()),
-            (Order::Asc, Some(seq)) => ("#pk = :pk AND #sk BETWEEN :bound AND :top", message_sk(seq + 1)),
+            (Order::Asc, Some(seq)) => match seq.checked_add(1) {
+                Some(next) => ("#pk = :pk AND #sk BETWEEN :bound AND :top", message_sk(next)),
+                // Nothing comes after the largest seq there can be.
+                None => return Ok(Listed { items: Vec::new(), next: None }),
+            },
             (Order::Desc, Some(seq)) => ("#pk = :pk AND #sk BETWEEN :bottom AND :bound", message_sk(seq.saturating_sub(1))),
         };
         let mut query = self
