@@ -13,7 +13,7 @@ SCRIPTS := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))/scrip
 
 help: ## Show this help
 	@echo 'Usage: make <target> [VAR=value ...]'
-	@awk 'BEGIN { FS = ":.*## " } /^[a-z-]+:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+	@awk 'BEGIN { FS = ":.*## " } /^[a-z0-9-]+:.*## / { printf "  %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 dev: ## Run the local stack (DynamoDB Local + cargo lambda watch) in the foreground
 	@exec "$(SCRIPTS)/dev.sh" up
