@@ -76,6 +76,12 @@ pub async fn begin<S: MessageRepository>(
     // Both sent to Ollama, so the budget below and the model agree: the
     // context it gets, and the longest reply it may write.
     let context_tokens = *options.num_ctx.get_or_insert(config.context_tokens);
+    if context_tokens > config.max_context_tokens {
+        return Err(ApiError::Unprocessable(format!(
+            "options.num_ctx is at most {} on this deployment",
+            config.max_context_tokens
+        )));
+    }
     let reserve = *options.num_predict.get_or_insert(config.max_reply_tokens);
     let fitted = context::fit(
         session.system_prompt.as_deref(),

@@ -16,6 +16,11 @@ pub const DEFAULT_MODEL: &str = "gemma3:270m";
 /// (Ollama's own default `num_ctx`); it is sent to Ollama so both sides agree.
 pub const DEFAULT_CONTEXT_TOKENS: u32 = 4096;
 
+/// Largest model context a client may ask for: every new `num_ctx` makes
+/// Ollama reload the model with a KV cache of that size, on a host shared by
+/// every user of the deployment.
+pub const DEFAULT_MAX_CONTEXT_TOKENS: u32 = 32_768;
+
 /// Longest reply, in tokens, when neither the session nor the request sets
 /// `num_predict`: a model that never emits its stop token cannot run until a
 /// timeout. The same number is kept free of history in the context.
@@ -90,6 +95,8 @@ pub struct Config {
     pub llm_idle_timeout: Duration,
     /// `LLMCHAT_CONTEXT_TOKENS`: the model context (`num_ctx`) used when a session sets none.
     pub context_tokens: u32,
+    /// `LLMCHAT_MAX_CONTEXT_TOKENS`: the largest `num_ctx` a session or request may ask for.
+    pub max_context_tokens: u32,
     /// `LLMCHAT_MAX_REPLY_TOKENS`: the longest reply (`num_predict`) when a session sets none.
     pub max_reply_tokens: u32,
     /// `LLMCHAT_SSE_KEEPALIVE_MS`: interval of `: keep-alive` comments while the model loads.
@@ -164,6 +171,10 @@ impl Config {
             context_tokens: match get("LLMCHAT_CONTEXT_TOKENS") {
                 None => DEFAULT_CONTEXT_TOKENS,
                 value => number("LLMCHAT_CONTEXT_TOKENS", value, 256, 1_048_576)? as u32,
+            },
+            max_context_tokens: match get("LLMCHAT_MAX_CONTEXT_TOKENS") {
+                None => DEFAULT_MAX_CONTEXT_TOKENS,
+                value => number("LLMCHAT_MAX_CONTEXT_TOKENS", value, 256, 1_048_576)? as u32,
             },
             max_reply_tokens: match get("LLMCHAT_MAX_REPLY_TOKENS") {
                 None => DEFAULT_MAX_REPLY_TOKENS,
