@@ -182,6 +182,7 @@ fn get_session() {}
         (status = 400, description = "Malformed JSON or id", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such session for this caller", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The session kept changing while being updated (`session_busy`); try again", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A value breaks a rule or limit", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Storage unavailable", body = Problem, content_type = "application/problem+json"),

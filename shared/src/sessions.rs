@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::domain::{
     CreateSession, DEFAULT_TITLE, MessageView, Order, OwnerId, Page, Session, SessionView, Timestamp, UpdateSession,
 };
-use crate::error::ApiError;
+use crate::error::{ApiError, ProblemCode};
 use crate::store::{MessageCursor, MessageRepository, SessionCursor, SessionRepository, StoreError};
 
 fn session_error(err: StoreError) -> ApiError {
@@ -67,11 +67,24 @@ pub async fn update<R: SessionRepository>(
     patch: UpdateSession,
 ) -> Result<Session, ApiError> {
     patch.validate().map_err(|e| ApiError::Unprocessable(e.0))?;
-    let mut session = get(repo, owner, id).await?;
-    patch.apply(&mut session);
-    session.updated_at = Timestamp::now();
-    repo.update_session(&session).await.map_err(session_error)
+    // Read, apply, write if unchanged since the read: a concurrent change (another
+    // PATCH, or a send moving updated_at) is re-read and the patch applied again,
+    // so no change is lost. A session gone in between is a 404 at the next read.
+    for _ in 0..UPDATE_ATTEMPTS {
+        let mut session = get(repo, owner, id).await?;
+        let read_at = session.updated_at;
+        patch.apply(&mut session);
+        session.updated_at = Timestamp::now().max(read_at.plus(std::time::Duration::from_millis(1)));
+        match repo.update_session(&session, read_at).await {
+            Err(StoreError::ConditionFailed) => continue,
+            other => return other.map_err(session_error),
+        }
+    }
+    Err(ApiError::Conflict(ProblemCode::SessionBusy, "the session kept changing; try again".to_owned()))
 }
+
+/// How often a PATCH re-reads a session that changed under it before giving up.
+const UPDATE_ATTEMPTS: usize = 5;
 
 pub async fn delete<R: SessionRepository>(repo: &R, owner: &OwnerId, id: Uuid) -> Result<(), ApiError> {
     repo.delete_session(owner, id).await.map_err(session_error)

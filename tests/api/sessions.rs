@@ -186,3 +186,21 @@ async fn session_ttl_is_written_when_configured() {
     assert!((expires - now - 30 * 86_400).abs() < 120, "expires_at is 30 days ahead");
     assert!(created["expires_at"].is_string());
 }
+
+#[tokio::test]
+async fn concurrent_patches_of_different_fields_both_survive() {
+    let t = std::sync::Arc::new(spawn_app().await);
+    let id = t.create_session("{}").await["id"].as_str().unwrap().to_owned();
+    let path = format!("/sessions/{id}");
+    for round in 0..5 {
+        let title = json!({"title": format!("title {round}")}).to_string();
+        let model = json!({"model": format!("model-{round}")}).to_string();
+        let (t1, p1, t2, p2) = (t.clone(), path.clone(), t.clone(), path.clone());
+        let a = tokio::spawn(async move { t1.send(Method::PATCH, &p1, Some(&title)).await.status });
+        let b = tokio::spawn(async move { t2.send(Method::PATCH, &p2, Some(&model)).await.status });
+        assert_eq!((a.await.unwrap(), b.await.unwrap()), (StatusCode::OK, StatusCode::OK));
+        let read = t.send(Method::GET, &path, None).await.body;
+        assert_eq!(read["title"], format!("title {round}"), "round {round}");
+        assert_eq!(read["model"], format!("model-{round}"), "round {round}");
+    }
+}

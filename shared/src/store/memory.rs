@@ -62,9 +62,12 @@ impl SessionRepository for MemoryStore {
         Ok(Listed { items: mine, next })
     }
 
-    async fn update_session(&self, session: &Session) -> Result<Session, StoreError> {
+    async fn update_session(&self, session: &Session, read_at: Timestamp) -> Result<Session, StoreError> {
         let mut sessions = lock(&self.sessions);
         match sessions.get_mut(&session.id) {
+            Some(stored) if stored.owner == session.owner && stored.updated_at != read_at => {
+                Err(StoreError::ConditionFailed)
+            }
             Some(stored) if stored.owner == session.owner => {
                 *stored = session.clone();
                 Ok(stored.clone())

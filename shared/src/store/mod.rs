@@ -54,8 +54,14 @@ pub trait SessionRepository: Send + Sync {
         after: Option<SessionCursor>,
     ) -> impl Future<Output = Result<Listed<Session, SessionCursor>, StoreError>> + Send;
 
-    /// Writes the editable fields of `session` and its new `updated_at`; returns the stored session.
-    fn update_session(&self, session: &Session) -> impl Future<Output = Result<Session, StoreError>> + Send;
+    /// Writes the editable fields of `session` and its new `updated_at`, if the
+    /// stored session still has `read_at` as its `updated_at` (else
+    /// `ConditionFailed`: it changed since it was read); returns the stored session.
+    fn update_session(
+        &self,
+        session: &Session,
+        read_at: Timestamp,
+    ) -> impl Future<Output = Result<Session, StoreError>> + Send;
 
     /// Removes the session and everything stored under it.
     fn delete_session(&self, owner: &OwnerId, id: Uuid) -> impl Future<Output = Result<(), StoreError>> + Send;

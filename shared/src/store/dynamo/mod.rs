@@ -275,16 +275,17 @@ impl SessionRepository for DynamoStore {
         Ok(Listed { items, next })
     }
 
-    async fn update_session(&self, session: &Session) -> Result<Session, StoreError> {
+    async fn update_session(&self, session: &Session, read_at: Timestamp) -> Result<Session, StoreError> {
         let mut update = self
             .client
             .update_item()
             .table_name(&self.table)
             .key(PK, s(session_pk(session.id)))
             .key(SK, s(SESSION_META_SK))
-            .condition_expression("#owner = :owner AND attribute_not_exists(deleting)")
+            .condition_expression("#owner = :owner AND attribute_not_exists(deleting) AND updated_at = :read_at")
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_values(":owner", s(session.owner.as_str()))
+            .expression_attribute_values(":read_at", s(read_at.to_string()))
             .expression_attribute_values(":title", s(&session.title))
             .expression_attribute_values(":model", s(&session.model))
             .expression_attribute_values(":options", s(json_text::encode(&session.options)?))
@@ -300,10 +301,7 @@ impl SessionRepository for DynamoStore {
                 .expression_attribute_values(":prompt", s(prompt)),
             None => update.update_expression(format!("{set} REMOVE system_prompt")),
         };
-        let out = update.send().await.map_err(|e| match sdk_error(e) {
-            StoreError::ConditionFailed => StoreError::NotFound,
-            other => other,
-        })?;
+        let out = update.send().await.map_err(sdk_error)?;
         owned_session(out.attributes.ok_or(StoreError::NotFound)?, &session.owner)
     }
 
