@@ -145,16 +145,42 @@ pub async fn begin<S: MessageRepository>(
     Ok(Begun::New(Pending { user, reply, request }))
 }
 
+/// A reply's outcome: the reply as it ended, and what went wrong, if anything.
+#[derive(Debug)]
+pub struct Generated {
+    pub reply: Message,
+    /// The model failed or timed out: the reply is `failed` or `incomplete`.
+    pub llm_error: Option<LlmError>,
+    /// Storing the final reply failed (`NotFound`: the session was deleted meanwhile).
+    pub save_error: Option<StoreError>,
+}
+
+impl Generated {
+    /// The problem to report, if any: the model's failure first, then the store's.
+    pub fn problem(&self) -> Option<ApiError> {
+        match (&self.llm_error, &self.save_error) {
+            (Some(e), _) => Some(ApiError::Llm(e.clone())),
+            (None, Some(StoreError::ConditionFailed | StoreError::NotFound)) => Some(ApiError::NotFound("session")),
+            (None, Some(e)) => Some(ApiError::StorageUnavailable(StoreError::Unavailable(e.to_string()))),
+            (None, None) => None,
+        }
+    }
+
+    /// Whether the text so far is stored.
+    pub fn text_saved(&self) -> bool {
+        self.save_error.is_none() && !self.reply.content.is_empty()
+    }
+}
+
 /// Generates and stores the reply. `on_delta` sees each piece of text as it
 /// arrives; whatever it does (a client may be gone), generation goes on.
-/// On failure the stored reply comes back with the error.
 pub async fn generate<S: MessageRepository>(
     store: &S,
     llm: &OllamaClient,
     config: &Config,
     pending: Pending,
     mut on_delta: impl FnMut(&str),
-) -> Result<Message, (Message, LlmError)> {
+) -> Generated {
     let Pending { mut reply, request, .. } = pending;
     let outcome = async {
         let mut stream = llm.chat_stream(&request).await?;
@@ -188,12 +214,12 @@ pub async fn generate<S: MessageRepository>(
 
     reply.completed_at = Some(Timestamp::now());
     reply.lease_until = None;
-    let result = match outcome {
+    let llm_error = match outcome {
         Ok(completion) => {
             reply.status = MessageStatus::Complete;
             reply.done_reason = completion.done_reason;
             reply.usage = Some(completion.usage);
-            Ok(())
+            None
         }
         Err(err) => {
             reply.status = match err {
@@ -203,19 +229,17 @@ pub async fn generate<S: MessageRepository>(
             };
             reply.error_code = Some(err.code());
             tracing::warn!(error = %err, status = ?reply.status, chars = reply.content.len(), "reply did not complete");
-            Err(err)
+            Some(err)
         }
     };
-    if let Err(e) = store.finish_reply(&reply).await {
-        // A deleted session (condition failed) or storage trouble: the lease
-        // makes the reply read back as `incomplete` if it was not saved.
+    // If this fails, the client is told so; the lease makes the stored reply
+    // read back as `incomplete`, with the text of the last checkpoint.
+    let save_error = store.finish_reply(&reply).await.err();
+    if let Some(e) = &save_error {
         tracing::error!(error = %e, "could not store the final reply");
     }
     tracing::info!(status = ?reply.status, chars = reply.content.len(), "reply finished");
-    match result {
-        Ok(()) => Ok(reply),
-        Err(err) => Err((reply, err)),
-    }
+    Generated { reply, llm_error, save_error }
 }
 
 /// The original exchange behind a repeated `client_message_id`.

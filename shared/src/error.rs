@@ -150,11 +150,6 @@ fn llm_detail(err: &LlmError) -> String {
     }
 }
 
-/// The HTTP status an LLM failure maps to, for stream `error` events too.
-pub fn llm_error_status(err: &LlmError) -> u16 {
-    llm_status(err).as_u16()
-}
-
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {

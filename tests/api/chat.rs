@@ -436,3 +436,18 @@ async fn bad_send_bodies_store_nothing() {
     assert!(t.history(&session).await.is_empty());
     assert!(llm.requests().is_empty());
 }
+
+#[tokio::test]
+async fn a_reply_that_cannot_be_stored_is_reported_not_passed_off_as_complete() {
+    let llm = ScriptedLlm::start(|_| Script { status: 200, steps: reply_steps(&["lost"], Duration::from_millis(1200)) }).await;
+    let t = std::sync::Arc::new(spawn_app_for_llm(&llm.url, &[]).await);
+    let session = id(&t.create_session("{}").await);
+    let (t2, s2) = (t.clone(), session.clone());
+    let sending = tokio::spawn(async move { send(&t2, &s2, json!({"content": "hi"})).await });
+    while t.history(&session).await.is_empty() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Storage goes away while the model is still writing.
+    t.app.store.client().delete_table().table_name(t.app.store.table()).send().await.unwrap();
+    sending.await.unwrap().assert_problem(503, "storage_unavailable");
+}

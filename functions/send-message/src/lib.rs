@@ -23,11 +23,13 @@ pub async fn handle<S: Store>(app: &App<S>, req: Request) -> Result<Response<Bod
             Begun::Replay(exchange) => api::json(StatusCode::OK, &exchange),
             Begun::New(pending) => {
                 let user = pending.user.clone();
-                let reply = chat::generate(&app.store, &app.llm, &app.config, pending, |_| {})
-                    .await
-                    .map_err(|(_, err)| ApiError::Llm(err))?;
+                let generated = chat::generate(&app.store, &app.llm, &app.config, pending, |_| {}).await;
+                if let Some(problem) = generated.problem() {
+                    return Err(problem);
+                }
                 let now = Timestamp::now();
-                let exchange = Exchange { user_message: MessageView::new(&user, now), reply: MessageView::new(&reply, now) };
+                let exchange =
+                    Exchange { user_message: MessageView::new(&user, now), reply: MessageView::new(&generated.reply, now) };
                 api::json(StatusCode::CREATED, &exchange)
             }
         }

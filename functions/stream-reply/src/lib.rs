@@ -14,7 +14,6 @@ use lambda_http::{Request, Response};
 use lambda_runtime::streaming::Body;
 use llmchat::chat::{self, Begun, Pending};
 use llmchat::domain::{MessageView, Timestamp, parse_session_id};
-use llmchat::error::llm_error_status;
 use llmchat::store::Store;
 use llmchat::stream::{self, MessageCreated, ReplyCompleted, ReplyDelta, STREAM_HEADERS, StreamError, StreamEvent};
 use llmchat::{ApiError, App, auth, http as api};
@@ -80,18 +79,17 @@ async fn produce<S: Store>(
         reply_id,
     }));
     let deltas = events.clone();
-    let outcome = chat::generate(&app.store, &app.llm, &app.config, pending, move |delta| {
+    let generated = chat::generate(&app.store, &app.llm, &app.config, pending, move |delta| {
         let _ = deltas.send(StreamEvent::Delta(ReplyDelta { reply_id, delta: delta.to_owned() }));
     })
     .await;
-    let last = match outcome {
-        Ok(reply) => StreamEvent::Completed(ReplyCompleted { reply: MessageView::new(&reply, Timestamp::now()) }),
-        Err((reply, err)) => {
-            let status = llm_error_status(&err);
-            let mut problem = ApiError::Llm(err).to_problem(&request_id);
-            problem.status = status;
-            StreamEvent::Error(StreamError { problem, reply_id: Some(reply.id), partial_saved: !reply.content.is_empty() })
-        }
+    let last = match generated.problem() {
+        None => StreamEvent::Completed(ReplyCompleted { reply: MessageView::new(&generated.reply, Timestamp::now()) }),
+        Some(err) => StreamEvent::Error(StreamError {
+            problem: err.to_problem(&request_id),
+            reply_id: Some(reply_id),
+            partial_saved: generated.text_saved(),
+        }),
     };
     let _ = events.send(last);
     drop(events);
