@@ -77,6 +77,15 @@ where
     StoreError::Unavailable(error_chain(&err))
 }
 
+/// For writes whose condition is "the item exists and is the caller's": a
+/// failed condition means there is nothing of theirs to write.
+fn missing_if_condition_failed(err: StoreError) -> StoreError {
+    match err {
+        StoreError::ConditionFailed => StoreError::NotFound,
+        other => other,
+    }
+}
+
 fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
@@ -320,10 +329,7 @@ impl SessionRepository for DynamoStore {
             .expression_attribute_values(":yes", AttributeValue::Bool(true))
             .send()
             .await
-            .map_err(|e| match sdk_error(e) {
-                StoreError::ConditionFailed => StoreError::NotFound,
-                other => other,
-            })?;
+            .map_err(|e| missing_if_condition_failed(sdk_error(e)))?;
 
         // 2. Remove everything under the session, the session item last so a failed run can be retried.
         let mut start: Option<Item> = None;
@@ -475,10 +481,7 @@ impl ApiKeyRepository for DynamoStore {
             .expression_attribute_values(":at", s(at.to_string()))
             .send()
             .await
-            .map_err(|e| match sdk_error(e) {
-                StoreError::ConditionFailed => StoreError::NotFound,
-                other => other,
-            })?;
+            .map_err(|e| missing_if_condition_failed(sdk_error(e)))?;
         Ok(())
     }
 }
