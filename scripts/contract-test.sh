@@ -66,10 +66,7 @@ cleanup() {
     fi
     exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+on_exit_run cleanup
 
 use_local_aws_env
 log "building scripted-ollama"

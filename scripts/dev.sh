@@ -118,10 +118,7 @@ cmd_up() {
     ensure_dev_tools
     "$DDB" install
 
-    trap cleanup EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
-    trap 'exit 129' HUP
+    on_exit_run cleanup
 
     if ((own_ollama)); then
         log "no Ollama at $OLLAMA_URL: starting the project's own (Ollama + Gemma 3 270M)"

@@ -30,10 +30,7 @@ cleanup() {
     if ((rc == 0)); then rm -rf "$RUN_DIR"; else log "e2e-real FAILED; logs kept in ${RUN_DIR#"$LLMCHAT_ROOT"/}"; fi
     exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+on_exit_run cleanup
 
 use_local_aws_env
 export LLMCHAT_DEFAULT_MODEL="${LLMCHAT_DEFAULT_MODEL:-gemma3:270m}"

@@ -10,6 +10,16 @@ LLMCHAT_CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/llmchat"
 LLMCHAT_STATE_DIR="$LLMCHAT_ROOT/.llmchat"
 
 # Messages go to stderr so stdout stays clean for values callers capture (API keys).
+# Runs FUNCTION on every exit; Ctrl-C, SIGTERM and SIGHUP exit with the
+# conventional 128+signal status, so FUNCTION sees why and runs once.
+on_exit_run() {
+    # shellcheck disable=SC2064 # the function name, expanded now on purpose
+    trap "$1" EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    trap 'exit 129' HUP
+}
+
 log() { printf '[llmchat] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 

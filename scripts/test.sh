@@ -32,10 +32,7 @@ cleanup() {
     rm -rf "$RUN_DIR"
     exit "$status"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+on_exit_run cleanup
 
 port="$(start_dynamodb_on_free_port "$RUN_DIR/dynamodb-local.pid" "$RUN_DIR/dynamodb-local.log")"
 
