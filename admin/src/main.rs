@@ -32,7 +32,7 @@ async fn main() -> ExitCode {
 async fn run(args: &[String]) -> Result<(), String> {
     let command = args.first().map(String::as_str).ok_or(USAGE)?;
     if command == "openapi" {
-        print!("{}", llmchat::openapi::yaml());
+        print!("{}", llmchat::http::openapi::yaml());
         return Ok(());
     }
     let config = Config::from_env().map_err(|e| e.to_string())?;

@@ -1,17 +1,18 @@
-//! What a function builds once at cold start and shares across invocations.
+//! What a function builds once at cold start and shares across invocations:
+//! the configuration, a store and a model backend.
 
 use crate::config::Config;
 use crate::llm::OllamaClient;
 use crate::store::DynamoStore;
 use crate::telemetry;
 
-pub struct App<S = DynamoStore> {
+pub struct App<S = DynamoStore, M = OllamaClient> {
     pub config: Config,
     pub store: S,
-    pub llm: OllamaClient,
+    pub llm: M,
 }
 
-impl App<DynamoStore> {
+impl App {
     /// Reads the configuration, starts logging and builds the DynamoDB client.
     /// A bad variable stops the function here, naming the variable.
     pub async fn cold_start() -> Result<Self, lambda_http::Error> {
@@ -28,18 +29,9 @@ impl App<DynamoStore> {
     }
 }
 
-#[cfg(any(test, feature = "mocks"))]
-impl App<crate::store::memory::MemoryStore> {
-    /// An app over the in-memory store, with default configuration and a key
-    /// for `owner`: returns the app and the key.
-    pub async fn in_memory(owner: &str) -> (Self, String) {
-        use crate::store::ApiKeyRepository;
-        let config = Config::from_lookup(|_| None).expect("defaults are valid");
-        let llm = OllamaClient::from_config(&config);
-        let app = App { config, store: crate::store::memory::MemoryStore::new(), llm };
-        let issued = crate::auth::issue_key(crate::domain::OwnerId::parse(owner).expect("valid owner"))
-            .expect("randomness");
-        app.store.put_api_key(&issued.record).await.expect("memory store accepts keys");
-        (app, issued.key)
+impl<S, M> App<S, M> {
+    /// The same app with another model backend (tests use a scripted one).
+    pub fn with_llm<N>(self, llm: N) -> App<S, N> {
+        App { config: self.config, store: self.store, llm }
     }
 }

@@ -1,21 +1,17 @@
-//! Caller identity: API keys (`Authorization: Bearer lck_<key id>_<secret>`)
-//! checked against SHA-256 hashes in the table, or the claims of an API
-//! Gateway authorizer when one sits in front of the functions.
+//! API keys (`lck_<key id>_<secret>`): issued by the admin command, checked
+//! against SHA-256 hashes in the table. Reading the key (or an authorizer's
+//! claims) from a request is the HTTP layer's part (`http::auth`).
 //!
 //! Keys carry 256 random bits, so a fast hash is enough: there is nothing to
 //! brute-force. Only the key id (never the secret) may appear in logs.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use lambda_http::request::RequestContext;
-use lambda_http::{Request, RequestExt};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::AuthMode;
 use crate::domain::{OwnerId, Timestamp};
-use crate::error::ApiError;
-use crate::store::{ApiKeyRecord, ApiKeyRepository};
+use crate::store::{ApiKeyRecord, ApiKeyRepository, StoreError};
 
 const KEY_PREFIX: &str = "lck_";
 /// Random bytes in a key id (hex-encoded) and in a secret (base64url-encoded).
@@ -35,7 +31,7 @@ pub fn issue_key(owner: OwnerId) -> Result<IssuedKey, getrandom::Error> {
     let mut secret = [0u8; SECRET_BYTES];
     getrandom::fill(&mut id)?;
     getrandom::fill(&mut secret)?;
-    let key_id = hex(&id);
+    let key_id = format!("{:016x}", u64::from_be_bytes(id));
     let key = format!("{KEY_PREFIX}{key_id}_{}", URL_SAFE_NO_PAD.encode(secret));
     let record = ApiKeyRecord { key_id, owner, secret_hash: hash_key(&key), created_at: Timestamp::now(), revoked_at: None };
     Ok(IssuedKey { key, record })
@@ -50,60 +46,29 @@ pub fn key_id_of(key: &str) -> Option<&str> {
 }
 
 pub fn hash_key(key: &str) -> String {
-    hex(&Sha256::digest(key.as_bytes()))
+    format!("{:x}", Sha256::digest(key.as_bytes()))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// Why a key was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No key, a malformed, unknown or revoked key, or no authorizer subject.
+    #[error("a valid API key is required")]
+    Unauthenticated,
+    #[error(transparent)]
+    Storage(#[from] StoreError),
 }
 
-/// The caller's owner id, or 401.
-pub async fn authenticate<R: ApiKeyRepository>(mode: AuthMode, keys: &R, req: &Request) -> Result<OwnerId, ApiError> {
-    match mode {
-        AuthMode::ApiKey => owner_from_api_key(keys, req).await,
-        AuthMode::Authorizer => owner_from_authorizer(req),
-    }
-}
-
-async fn owner_from_api_key<R: ApiKeyRepository>(keys: &R, req: &Request) -> Result<OwnerId, ApiError> {
-    let header = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let key = header
-        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
-        .map(str::trim)
-        .ok_or(ApiError::Unauthorized)?;
-    let key_id = key_id_of(key).ok_or(ApiError::Unauthorized)?;
-    let record = keys.get_api_key(key_id).await?.ok_or(ApiError::Unauthorized)?;
+/// The owner of `key`, if it is a valid key that was issued and not revoked.
+pub async fn verify_key<R: ApiKeyRepository>(keys: &R, key: &str) -> Result<OwnerId, AuthError> {
+    let key_id = key_id_of(key).ok_or(AuthError::Unauthenticated)?;
+    let record = keys.get_api_key(key_id).await?.ok_or(AuthError::Unauthenticated)?;
     let matches: bool = record.secret_hash.as_bytes().ct_eq(hash_key(key).as_bytes()).into();
     if !matches || record.revoked_at.is_some() {
         tracing::info!(key_id, "rejected API key");
-        return Err(ApiError::Unauthorized);
+        return Err(AuthError::Unauthenticated);
     }
     Ok(record.owner)
-}
-
-/// The subject an API Gateway authorizer vouched for: a JWT `sub` claim, a
-/// Cognito user pool's `claims.sub`, or a Lambda authorizer's `principalId`.
-fn owner_from_authorizer(req: &Request) -> Result<OwnerId, ApiError> {
-    let subject: Option<String> = match req.request_context_ref() {
-        Some(RequestContext::ApiGatewayV1(ctx)) => {
-            let fields = &ctx.authorizer.fields;
-            fields
-                .get("claims")
-                .and_then(|c| c.get("sub"))
-                .and_then(|s| s.as_str())
-                .or_else(|| fields.get("principalId").and_then(|p| p.as_str()))
-                .map(str::to_owned)
-                .or_else(|| ctx.authorizer.jwt.as_ref().and_then(|j| j.claims.get("sub").cloned()))
-        }
-        Some(RequestContext::ApiGatewayV2(ctx)) => ctx
-            .authorizer
-            .as_ref()
-            .and_then(|a| a.jwt.as_ref())
-            .and_then(|j| j.claims.get("sub").cloned()),
-        _ => None,
-    };
-    let subject = subject.ok_or(ApiError::Unauthorized)?;
-    OwnerId::parse(&subject).map_err(|_| ApiError::Unauthorized)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::llm::OllamaClient;
+use crate::llm::ChatModel;
 use crate::store::StoreProbe;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -48,7 +48,7 @@ async fn timed<E: std::fmt::Display>(what: &str, probe: impl Future<Output = Res
     }
 }
 
-pub async fn check<S: StoreProbe>(store: &S, llm: &OllamaClient) -> (StatusCode, Health) {
+pub async fn check<S: StoreProbe, M: ChatModel>(store: &S, llm: &M) -> (StatusCode, Health) {
     let (dynamodb, llm) = tokio::join!(timed("DynamoDB", store.probe()), timed("the LLM backend", llm.ping()));
     let healthy = dynamodb.status == "ok" && llm.status == "ok";
     let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

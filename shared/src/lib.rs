@@ -1,30 +1,28 @@
-//! LlmChat's shared library: everything the Lambda functions have in common.
+//! LlmChat's shared library: everything the Lambda functions have in common,
+//! in layers that only point down (a test, `layers`, keeps it so):
 //!
-//! - [`domain`]: sessions, owners, ids, timestamps and their validation;
-//! - [`store`]: repository traits and their DynamoDB implementation;
-//! - [`auth`]: API keys and the caller's identity;
-//! - [`http`]: request parsing, JSON and problem+json responses;
-//! - [`error`]: the one error type every route maps to problem+json;
-//! - [`config`], [`telemetry`], [`limits`]: read once at cold start.
+//! 1. [`domain`]: sessions, messages, ids, time, options, error codes, limits;
+//! 2. [`config`] and [`telemetry`]: read once at cold start; and the ports the
+//!    use cases ask for: [`store`] (repository traits) and [`llm`] (the
+//!    [`ChatModel`](llm::ChatModel) trait);
+//! 3. use cases: [`sessions`], [`chat`], [`auth`] (API keys), [`health`];
+//! 4. adapters: [`store::dynamo`] (DynamoDB) and [`llm::ollama`] (Ollama);
+//! 5. [`http`]: serve, extractors, problem+json, SSE, OpenAPI; and [`App`],
+//!    which wires one of each together at cold start.
 
 pub mod app;
 pub mod auth;
 pub mod chat;
 pub mod config;
-pub mod context;
 pub mod domain;
-pub mod error;
 pub mod health;
 pub mod http;
-pub mod limits;
 pub mod llm;
-pub mod openapi;
 pub mod sessions;
 pub mod store;
-pub mod stream;
 pub mod telemetry;
-#[cfg(any(test, feature = "mocks"))]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use app::App;
-pub use error::ApiError;
+pub use http::ApiError;

@@ -4,16 +4,34 @@
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::domain::{
-    CreateSession, DEFAULT_TITLE, MessageView, Order, OwnerId, Page, Session, SessionView, Timestamp, UpdateSession,
-};
-use crate::error::{ApiError, ProblemCode};
+use crate::domain::{CreateSession, DEFAULT_TITLE, Message, Order, OwnerId, Page, Session, Timestamp, UpdateSession};
 use crate::store::{MessageCursor, MessageRepository, SessionCursor, SessionRepository, StoreError};
 
-fn session_error(err: StoreError) -> ApiError {
-    match err {
-        StoreError::NotFound => ApiError::NotFound("session"),
-        other => ApiError::from(other),
+/// Why a session operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// A field breaks a rule or a limit.
+    #[error("{0}")]
+    Invalid(String),
+    /// A cursor that does not decode, or was made for another listing.
+    #[error("{0}")]
+    BadCursor(String),
+    /// No such session for this owner.
+    #[error("session not found")]
+    NotFound,
+    /// The session kept changing under a PATCH.
+    #[error("the session kept changing; try again")]
+    Busy,
+    #[error(transparent)]
+    Storage(StoreError),
+}
+
+impl From<StoreError> for SessionError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound => SessionError::NotFound,
+            other => SessionError::Storage(other),
+        }
     }
 }
 
@@ -22,8 +40,8 @@ pub async fn create<R: SessionRepository>(
     config: &Config,
     owner: OwnerId,
     input: CreateSession,
-) -> Result<Session, ApiError> {
-    input.validate().map_err(|e| ApiError::Unprocessable(e.0))?;
+) -> Result<Session, SessionError> {
+    input.validate().map_err(|e| SessionError::Invalid(e.0))?;
     let now = Timestamp::now();
     let session = Session {
         id: Uuid::new_v4(),
@@ -38,12 +56,12 @@ pub async fn create<R: SessionRepository>(
         last_seq: 0,
         expires_at: config.session_ttl.map(|ttl| now.plus(ttl)),
     };
-    repo.create_session(&session).await.map_err(session_error)?;
+    repo.create_session(&session).await?;
     Ok(session)
 }
 
-pub async fn get<R: SessionRepository>(repo: &R, owner: &OwnerId, id: Uuid) -> Result<Session, ApiError> {
-    repo.get_session(owner, id).await.map_err(session_error)
+pub async fn get<R: SessionRepository>(repo: &R, owner: &OwnerId, id: Uuid) -> Result<Session, SessionError> {
+    Ok(repo.get_session(owner, id).await?)
 }
 
 pub async fn list<R: SessionRepository>(
@@ -51,11 +69,11 @@ pub async fn list<R: SessionRepository>(
     owner: &OwnerId,
     limit: u32,
     cursor: Option<&str>,
-) -> Result<Page<SessionView>, ApiError> {
-    let after = cursor.map(SessionCursor::decode).transpose().map_err(|e| ApiError::BadRequest(e.0))?;
-    let listed = repo.list_sessions(owner, limit, after).await.map_err(session_error)?;
+) -> Result<Page<Session>, SessionError> {
+    let after = cursor.map(SessionCursor::decode).transpose().map_err(|e| SessionError::BadCursor(e.0))?;
+    let listed = repo.list_sessions(owner, limit, after).await?;
     Ok(Page {
-        items: listed.items.iter().map(SessionView::from).collect(),
+        items: listed.items,
         next_cursor: listed.next.map(|c| c.encode()),
     })
 }
@@ -65,8 +83,8 @@ pub async fn update<R: SessionRepository>(
     owner: &OwnerId,
     id: Uuid,
     patch: UpdateSession,
-) -> Result<Session, ApiError> {
-    patch.validate().map_err(|e| ApiError::Unprocessable(e.0))?;
+) -> Result<Session, SessionError> {
+    patch.validate().map_err(|e| SessionError::Invalid(e.0))?;
     // Read, apply, write if unchanged since the read: a concurrent change (another
     // PATCH, or a send moving updated_at) is re-read and the patch applied again,
     // so no change is lost. A session gone in between is a 404 at the next read.
@@ -77,17 +95,17 @@ pub async fn update<R: SessionRepository>(
         session.updated_at = Timestamp::now().max(read_at.plus(std::time::Duration::from_millis(1)));
         match repo.update_session(&session, read_at).await {
             Err(StoreError::ConditionFailed) => continue,
-            other => return other.map_err(session_error),
+            other => return Ok(other?),
         }
     }
-    Err(ApiError::Conflict(ProblemCode::SessionBusy, "the session kept changing; try again".to_owned()))
+    Err(SessionError::Busy)
 }
 
 /// How often a PATCH re-reads a session that changed under it before giving up.
 const UPDATE_ATTEMPTS: usize = 5;
 
-pub async fn delete<R: SessionRepository>(repo: &R, owner: &OwnerId, id: Uuid) -> Result<(), ApiError> {
-    repo.delete_session(owner, id).await.map_err(session_error)
+pub async fn delete<R: SessionRepository>(repo: &R, owner: &OwnerId, id: Uuid) -> Result<(), SessionError> {
+    Ok(repo.delete_session(owner, id).await?)
 }
 
 /// A page of the session's history. A cursor is bound to the order it was made for.
@@ -98,19 +116,18 @@ pub async fn history<R: SessionRepository + MessageRepository>(
     order: Order,
     limit: u32,
     cursor: Option<&str>,
-) -> Result<Page<MessageView>, ApiError> {
-    let after = match cursor.map(MessageCursor::decode).transpose().map_err(|e| ApiError::BadRequest(e.0))? {
+) -> Result<Page<Message>, SessionError> {
+    let after = match cursor.map(MessageCursor::decode).transpose().map_err(|e| SessionError::BadCursor(e.0))? {
         Some(c) if c.order != order => {
-            return Err(ApiError::BadRequest("cursor was made for the other order".to_owned()));
+            return Err(SessionError::BadCursor("cursor was made for the other order".to_owned()));
         }
         Some(c) => Some(c.seq),
         None => None,
     };
     get(repo, owner, id).await?;
-    let listed = repo.list_messages(id, order, limit, after).await.map_err(session_error)?;
-    let now = Timestamp::now();
+    let listed = repo.list_messages(id, order, limit, after).await?;
     Ok(Page {
-        items: listed.items.iter().map(|m| MessageView::new(m, now)).collect(),
+        items: listed.items,
         next_cursor: listed.next.map(|seq| MessageCursor { seq, order }.encode()),
     })
 }

@@ -16,3 +16,15 @@ pub fn init(format: LogFormat) {
         LogFormat::Pretty => builder.compact().try_init(),
     };
 }
+
+/// An error and its causes on one line, for the logs (never for a response body).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,11 +1,57 @@
-//! Request builders for tests (feature `mocks`): requests shaped as the
-//! Lambda runtime hands them to a handler.
+//! Test support (feature `testing`): an app over a fresh table in DynamoDB
+//! Local, requests shaped as the Lambda runtime hands them to a handler, and
+//! a scripted in-process [`ChatModel`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use http::Method;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::Value;
+
+use crate::App;
+use crate::config::Config;
+use crate::domain::{OwnerId, Session};
+use crate::llm::{ChatEvent, ChatModel, ChatRequest, LlmError, ModelInfo, OllamaClient, ReplyStream};
+use crate::store::{ApiKeyRepository, DynamoStore, schema};
+
+/// Where the tests' DynamoDB Local listens; `make test` sets it.
+pub const ENDPOINT_VAR: &str = "LLMCHAT_TEST_DYNAMODB_ENDPOINT";
+
+/// The test DynamoDB Local endpoint, or a panic that says how to get one.
+pub fn dynamodb_endpoint() -> String {
+    std::env::var(ENDPOINT_VAR).unwrap_or_else(|_| {
+        panic!("{ENDPOINT_VAR} is not set: run the tests with `make test`, which starts DynamoDB Local")
+    })
+}
+
+/// An app over a new, empty table in the test DynamoDB Local, configured by
+/// `vars` over the defaults.
+pub async fn app_on_fresh_table(vars: &[(&str, &str)]) -> App {
+    let table = format!("test-{}", uuid::Uuid::new_v4());
+    let mut env: HashMap<String, String> =
+        HashMap::from([("LLMCHAT_TABLE_NAME".to_owned(), table.clone()), ("DYNAMODB_ENDPOINT".to_owned(), dynamodb_endpoint())]);
+    env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test configuration is valid");
+    let app = App::with_config(config).await;
+    schema::create_table(app.store.client(), &table).await.expect("create the test table");
+    app
+}
+
+/// Issues and stores a key for `owner`, as `llmchat-admin issue-key` does; returns the key.
+pub async fn issue_key(store: &DynamoStore, owner: &OwnerId) -> String {
+    let issued = crate::auth::issue_key(owner.clone()).expect("randomness");
+    store.put_api_key(&issued.record).await.expect("store the key");
+    issued.key
+}
+
+/// An app on a fresh table and a key for `owner`.
+pub async fn app_with_key(owner: &str) -> (App, String) {
+    let app = app_on_fresh_table(&[]).await;
+    let key = issue_key(&app.store, &OwnerId::parse(owner).expect("valid owner")).await;
+    (app, key)
+}
 
 /// A request for `path` (query string included), with an optional API key and JSON body.
 pub fn request(method: Method, path: &str, key: Option<&str>, body: Option<&str>) -> Request {
@@ -41,13 +87,95 @@ pub fn content_type(response: &Response<Body>) -> &str {
 }
 
 /// An Ollama client pointed at a port nothing listens on, with short waits.
-pub fn unreachable_llm() -> crate::llm::OllamaClient {
-    let short = std::time::Duration::from_millis(200);
-    crate::llm::OllamaClient::new("http://127.0.0.1:9", short, short * 10, short * 10)
+pub fn unreachable_llm() -> OllamaClient {
+    let short = Duration::from_millis(200);
+    OllamaClient::new("http://127.0.0.1:9", short, short * 10, short * 10)
 }
 
 /// A new session of `owner` with default settings.
-pub async fn new_session<S: crate::store::SessionRepository>(app: &crate::App<S>, owner: &str) -> crate::domain::Session {
-    let owner = crate::domain::OwnerId::parse(owner).expect("valid owner");
+pub async fn new_session<S: crate::store::SessionRepository, M>(app: &App<S, M>, owner: &str) -> Session {
+    let owner = OwnerId::parse(owner).expect("valid owner");
     crate::sessions::create(&app.store, &app.config, owner, Default::default()).await.expect("session created")
+}
+
+/// One step of a [`ScriptedModel`]'s reply.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Wait this long, then go on.
+    Pause(Duration),
+    /// Hand this event to the reader.
+    Event(ChatEvent),
+    /// End the stream with this error.
+    Fail(LlmError),
+}
+
+/// An in-process model backend that replies with a script, and records what
+/// it was asked and whether its reader let go of a stream before its end.
+#[derive(Clone, Default)]
+pub struct ScriptedModel {
+    script: Vec<Step>,
+    requests: Arc<Mutex<Vec<ChatRequest>>>,
+    dropped_early: Arc<Mutex<u32>>,
+}
+
+impl ScriptedModel {
+    pub fn new(script: Vec<Step>) -> Self {
+        ScriptedModel { script, ..Default::default() }
+    }
+
+    /// The requests it was sent, in order.
+    pub fn requests(&self) -> Vec<ChatRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// How many streams were dropped before their script ran out.
+    pub fn dropped_early(&self) -> u32 {
+        *self.dropped_early.lock().unwrap()
+    }
+}
+
+/// A stream of a [`ScriptedModel`].
+pub struct ScriptedStream {
+    steps: VecDeque<Step>,
+    dropped_early: Arc<Mutex<u32>>,
+}
+
+impl ChatModel for ScriptedModel {
+    type Stream = ScriptedStream;
+
+    async fn chat_stream(&self, request: &ChatRequest) -> Result<ScriptedStream, LlmError> {
+        self.requests.lock().unwrap().push(request.clone());
+        Ok(ScriptedStream { steps: self.script.iter().cloned().collect(), dropped_early: self.dropped_early.clone() })
+    }
+
+    async fn models(&self) -> Result<Vec<ModelInfo>, LlmError> {
+        Ok(Vec::new())
+    }
+
+    async fn ping(&self) -> Result<(), LlmError> {
+        Ok(())
+    }
+}
+
+impl ReplyStream for ScriptedStream {
+    async fn next(&mut self) -> Option<Result<ChatEvent, LlmError>> {
+        loop {
+            match self.steps.pop_front()? {
+                Step::Pause(d) => tokio::time::sleep(d).await,
+                Step::Event(event) => return Some(Ok(event)),
+                Step::Fail(err) => {
+                    self.steps.clear();
+                    return Some(Err(err));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ScriptedStream {
+    fn drop(&mut self) {
+        if !self.steps.is_empty() {
+            *self.dropped_early.lock().unwrap() += 1;
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! Bad input gets a clear 4xx problem+json and changes nothing.
 
 use lambda_http::http::{Method, StatusCode};
-use llmchat::limits::*;
+use llmchat::domain::limits::*;
 use serde_json::json;
 
 use crate::helpers::spawn_app;

@@ -416,7 +416,7 @@ async fn bad_send_bodies_store_nothing() {
     let llm = ScriptedLlm::replying(&["r"]).await;
     let t = spawn_app_for_llm(&llm.url, &[]).await;
     let session = id(&t.create_session("{}").await);
-    let too_long = "x".repeat(llmchat::limits::MAX_MESSAGE_CHARS + 1);
+    let too_long = "x".repeat(llmchat::domain::limits::MAX_MESSAGE_CHARS + 1);
     for (body, status) in [
         ("{".to_owned(), 400),
         ("{}".to_owned(), 422),

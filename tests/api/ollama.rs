@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
-use llmchat::domain::ModelOptions;
-use llmchat::llm::ollama::ChatRequest;
-use llmchat::llm::{ChatTurn, LlmError, OllamaClient, Role, TimeoutPhase};
+use llmchat::domain::{ModelOptions, Role};
+use llmchat::llm::{ChatModel, ChatRequest, ChatTurn, LlmError, OllamaClient, ReplyStream, TimeoutPhase};
 use llmchat_tests::scripted_llm::{Script, ScriptedLlm, Step, done_line};
 use serde_json::json;
 

@@ -2,16 +2,16 @@
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
-use llmchat::domain::SessionView;
+use llmchat::http::views::SessionView;
 use llmchat::store::Store;
-use llmchat::{App, auth, http as api, sessions};
+use llmchat::{App, http as api, sessions};
 
-pub async fn handle<S: Store>(app: &App<S>, req: Request) -> Result<Response<Body>, lambda_http::Error> {
-    api::serve(app, req, |req| async move {
+pub async fn handle<S: Store, M>(app: &App<S, M>, req: Request) -> Result<Response<Body>, lambda_http::Error> {
+    api::serve(&app.config, req, |req| async move {
         if req.method() != Method::POST {
             return Err(api::method_not_allowed(req.method()));
         }
-        let owner = auth::authenticate(app.config.auth_mode, &app.store, &req).await?;
+        let owner = api::auth::authenticate(app.config.auth_mode, &app.store, &req).await?;
         let input = api::json_body(&req)?;
         let session = sessions::create(&app.store, &app.config, owner, input).await?;
         api::record_session(&session.id);
@@ -24,14 +24,13 @@ pub async fn handle<S: Store>(app: &App<S>, req: Request) -> Result<Response<Bod
 #[cfg(test)]
 mod tests {
     use lambda_http::http::Method;
-    use llmchat::App;
     use llmchat::testing::{content_type, json_body, request};
 
     use super::handle;
 
     #[tokio::test]
     async fn creates_a_session_with_defaults() {
-        let (app, key) = App::in_memory("alice").await;
+        let (app, key) = llmchat::testing::app_with_key("alice").await;
         let r = handle(&app, request(Method::POST, "/sessions", Some(&key), Some(r#"{"title": "Hi"}"#))).await.unwrap();
         assert_eq!(r.status(), 201);
         let body = json_body(&r);
@@ -41,7 +40,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_empty_body_is_an_empty_object() {
-        let (app, key) = App::in_memory("alice").await;
+        let (app, key) = llmchat::testing::app_with_key("alice").await;
         let r = handle(&app, request(Method::POST, "/sessions", Some(&key), None)).await.unwrap();
         assert_eq!(r.status(), 201);
         assert_eq!(json_body(&r)["title"], "New chat");
@@ -49,7 +48,7 @@ mod tests {
 
     #[tokio::test]
     async fn no_key_is_401_problem() {
-        let (app, _) = App::in_memory("alice").await;
+        let (app, _) = llmchat::testing::app_with_key("alice").await;
         let r = handle(&app, request(Method::POST, "/sessions", None, Some("{}"))).await.unwrap();
         assert_eq!(r.status(), 401);
         assert_eq!(content_type(&r), "application/problem+json");
@@ -58,7 +57,7 @@ mod tests {
 
     #[tokio::test]
     async fn other_methods_are_405() {
-        let (app, key) = App::in_memory("alice").await;
+        let (app, key) = llmchat::testing::app_with_key("alice").await;
         let r = handle(&app, request(Method::PUT, "/sessions", Some(&key), Some("{}"))).await.unwrap();
         assert_eq!(r.status(), 405);
     }

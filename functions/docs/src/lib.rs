@@ -7,12 +7,12 @@ use std::sync::Arc;
 use lambda_http::http::header::{CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, LOCATION};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
-use llmchat::store::Store;
-use llmchat::{ApiError, App, http as api, openapi};
+use llmchat::http::openapi;
+use llmchat::{ApiError, App, http as api};
 use utoipa_swagger_ui::Config;
 
-pub async fn handle<S: Store>(app: &App<S>, req: Request) -> Result<Response<Body>, lambda_http::Error> {
-    api::serve(app, req, |req| async move {
+pub async fn handle<S, M>(app: &App<S, M>, req: Request) -> Result<Response<Body>, lambda_http::Error> {
+    api::serve(&app.config, req, |req| async move {
         if req.method() != Method::GET {
             return Err(api::method_not_allowed(req.method()));
         }
@@ -69,18 +69,17 @@ fn response(status: StatusCode, content_type: &str, body: Body, headers: &[(&str
 #[cfg(test)]
 mod tests {
     use lambda_http::http::Method;
-    use llmchat::App;
     use llmchat::testing::{content_type, json_body, request};
 
     use super::handle;
 
     #[tokio::test]
     async fn serves_the_document_and_swagger_ui_without_a_key() {
-        let (app, _) = App::in_memory("anyone").await;
+        let (app, _) = llmchat::testing::app_with_key("anyone").await;
         let r = handle(&app, request(Method::GET, "/openapi.json", None, None)).await.unwrap();
         assert_eq!(r.status(), 200);
         let doc = json_body(&r);
-        assert_eq!(doc, serde_json::to_value(llmchat::openapi::document()).unwrap(), "the same document as openapi.yaml");
+        assert_eq!(doc, serde_json::to_value(llmchat::http::openapi::document()).unwrap(), "the same document as openapi.yaml");
         assert!(doc.get("servers").is_none());
 
         let r = handle(&app, request(Method::GET, "/v1/openapi.json", None, None)).await.unwrap();

@@ -4,33 +4,32 @@
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use llmchat::chat::{self, Begun};
-use llmchat::domain::{Exchange, MessageView, Timestamp, parse_session_id};
+use llmchat::domain::Timestamp;
+use llmchat::http::views::Exchange;
+use llmchat::llm::ChatModel;
 use llmchat::store::Store;
-use llmchat::{ApiError, App, auth, http as api};
+use llmchat::{ApiError, App, http as api};
 
-pub async fn handle<S: Store>(app: &App<S>, req: Request) -> Result<Response<Body>, lambda_http::Error> {
-    api::serve(app, req, |req| async move {
-        let owner = auth::authenticate(app.config.auth_mode, &app.store, &req).await?;
+pub async fn handle<S: Store, M: ChatModel>(app: &App<S, M>, req: Request) -> Result<Response<Body>, lambda_http::Error> {
+    api::serve(&app.config, req, |req| async move {
+        let owner = api::auth::authenticate(app.config.auth_mode, &app.store, &req).await?;
         let segments = api::segments_after(&req, "sessions").ok_or(ApiError::NotFound("route"))?;
         let [id, "messages"] = segments.as_slice() else { return Err(ApiError::NotFound("route")) };
         if req.method() != Method::POST {
             return Err(api::method_not_allowed(req.method()));
         }
-        let session_id = parse_session_id(id).map_err(|e| ApiError::BadRequest(e.0))?;
+        let session_id = api::session_id(id)?;
         api::record_session(&session_id);
         let input = api::json_body(&req)?;
         match chat::begin(&app.store, &app.config, &owner, session_id, input).await? {
-            Begun::Replay(exchange) => api::json(StatusCode::OK, &exchange),
+            Begun::Replay { user, reply } => api::json(StatusCode::OK, &Exchange::new(&user, &reply, Timestamp::now())),
             Begun::New(pending) => {
                 let user = pending.user.clone();
                 let generated = chat::generate(&app.store, &app.llm, &app.config, pending, |_| {}).await;
                 if let Some(problem) = generated.problem() {
-                    return Err(problem);
+                    return Err(problem.into());
                 }
-                let now = Timestamp::now();
-                let exchange =
-                    Exchange { user_message: MessageView::new(&user, now), reply: MessageView::new(&generated.reply, now) };
-                api::json(StatusCode::CREATED, &exchange)
+                api::json(StatusCode::CREATED, &Exchange::new(&user, &generated.reply, Timestamp::now()))
             }
         }
     })
@@ -40,7 +39,6 @@ pub async fn handle<S: Store>(app: &App<S>, req: Request) -> Result<Response<Bod
 #[cfg(test)]
 mod tests {
     use lambda_http::http::Method;
-    use llmchat::App;
     use llmchat::domain::OwnerId;
     use llmchat::store::MessageRepository;
     use llmchat::testing::{json_body, request};
@@ -49,7 +47,7 @@ mod tests {
 
     #[tokio::test]
     async fn bad_input_is_rejected_before_anything_is_stored() {
-        let (app, key) = App::in_memory("alice").await;
+        let (app, key) = llmchat::testing::app_with_key("alice").await;
         let owner = OwnerId::parse("alice").unwrap();
         let session = llmchat::testing::new_session(&app, "alice").await;
         let path = format!("/sessions/{}/messages", session.id);
@@ -65,7 +63,7 @@ mod tests {
 
     #[tokio::test]
     async fn llm_down_is_a_503_problem_and_the_message_is_kept() {
-        let (mut app, key) = App::in_memory("alice").await;
+        let (mut app, key) = llmchat::testing::app_with_key("alice").await;
         app.llm = llmchat::testing::unreachable_llm();
         let owner = OwnerId::parse("alice").unwrap();
         let session = llmchat::testing::new_session(&app, "alice").await;

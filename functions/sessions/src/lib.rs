@@ -3,13 +3,14 @@
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
-use llmchat::domain::{Order, SessionView, parse_session_id};
+use llmchat::domain::{Page, Timestamp};
+use llmchat::http::views::{MessageView, SessionView};
 use llmchat::store::Store;
-use llmchat::{ApiError, App, auth, http as api, sessions};
+use llmchat::{ApiError, App, http as api, sessions};
 
-pub async fn handle<S: Store>(app: &App<S>, req: Request) -> Result<Response<Body>, lambda_http::Error> {
-    api::serve(app, req, |req| async move {
-        let owner = auth::authenticate(app.config.auth_mode, &app.store, &req).await?;
+pub async fn handle<S: Store, M>(app: &App<S, M>, req: Request) -> Result<Response<Body>, lambda_http::Error> {
+    api::serve(&app.config, req, |req| async move {
+        let owner = api::auth::authenticate(app.config.auth_mode, &app.store, &req).await?;
         let segments = api::segments_after(&req, "sessions").ok_or(ApiError::NotFound("route"))?;
         match segments.as_slice() {
             [] => match *req.method() {
@@ -17,12 +18,13 @@ pub async fn handle<S: Store>(app: &App<S>, req: Request) -> Result<Response<Bod
                     let limit = api::page_limit(&req)?;
                     let cursor = api::query_param(&req, "cursor");
                     let page = sessions::list(&app.store, &owner, limit, cursor.as_deref()).await?;
-                    api::json(StatusCode::OK, &page)
+                    let items = page.items.iter().map(SessionView::from).collect();
+                    api::json(StatusCode::OK, &Page { items, next_cursor: page.next_cursor })
                 }
                 _ => Err(api::method_not_allowed(req.method())),
             },
             [id] => {
-                let id = parse_session_id(id).map_err(|e| ApiError::BadRequest(e.0))?;
+                let id = api::session_id(id)?;
                 api::record_session(&id);
                 match *req.method() {
                     Method::GET => {
@@ -42,16 +44,18 @@ pub async fn handle<S: Store>(app: &App<S>, req: Request) -> Result<Response<Bod
                 }
             }
             [id, "messages"] => {
-                let id = parse_session_id(id).map_err(|e| ApiError::BadRequest(e.0))?;
+                let id = api::session_id(id)?;
                 api::record_session(&id);
                 if req.method() != Method::GET {
                     return Err(api::method_not_allowed(req.method()));
                 }
-                let order = Order::parse(api::query_param(&req, "order").as_deref()).map_err(|e| ApiError::BadRequest(e.0))?;
+                let order = api::order(&req)?;
                 let limit = api::page_limit(&req)?;
                 let cursor = api::query_param(&req, "cursor");
                 let page = sessions::history(&app.store, &owner, id, order, limit, cursor.as_deref()).await?;
-                api::json(StatusCode::OK, &page)
+                let now = Timestamp::now();
+                let items = page.items.iter().map(|m| MessageView::new(m, now)).collect();
+                api::json(StatusCode::OK, &Page { items, next_cursor: page.next_cursor })
             }
             _ => Err(ApiError::NotFound("route")),
         }
@@ -64,13 +68,12 @@ mod tests {
     use lambda_http::http::Method;
     use llmchat::App;
     use llmchat::domain::{CreateSession, OwnerId};
-    use llmchat::store::memory::MemoryStore;
     use llmchat::testing::{json_body, request};
 
     use super::handle;
 
-    /// A session of "alice", the owner `App::in_memory` issued the key for.
-    async fn create(app: &App<MemoryStore>, _key: &str, title: &str) -> String {
+    /// A session of "alice", the owner `app_with_key` issued the key for.
+    async fn create(app: &App, _key: &str, title: &str) -> String {
         let input = CreateSession { title: Some(title.to_owned()), ..Default::default() };
         let owner = OwnerId::parse("alice").unwrap();
         llmchat::sessions::create(&app.store, &app.config, owner, input).await.unwrap().id.to_string()
@@ -78,7 +81,7 @@ mod tests {
 
     #[tokio::test]
     async fn routes_by_method_and_path() {
-        let (app, key) = App::in_memory("alice").await;
+        let (app, key) = llmchat::testing::app_with_key("alice").await;
         let id = create(&app, &key, "first").await;
         let path = format!("/sessions/{id}");
 
@@ -100,7 +103,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stage_prefix_in_the_path_is_ignored() {
-        let (app, key) = App::in_memory("alice").await;
+        let (app, key) = llmchat::testing::app_with_key("alice").await;
         let id = create(&app, &key, "staged").await;
         let r = handle(&app, request(Method::GET, &format!("/v1/sessions/{id}"), Some(&key), None)).await.unwrap();
         assert_eq!(r.status(), 200);
@@ -108,7 +111,7 @@ mod tests {
 
     #[tokio::test]
     async fn bad_ids_limits_and_methods_are_4xx() {
-        let (app, key) = App::in_memory("alice").await;
+        let (app, key) = llmchat::testing::app_with_key("alice").await;
         for (method, path, status) in [
             (Method::GET, "/sessions/xyz", 400),
             (Method::GET, "/sessions?limit=0", 400),

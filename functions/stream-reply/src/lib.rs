@@ -13,23 +13,25 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Request, Response};
 use lambda_runtime::streaming::Body;
 use llmchat::chat::{self, Begun, Pending};
-use llmchat::domain::{MessageView, Timestamp, parse_session_id};
+use llmchat::domain::Timestamp;
+use llmchat::http::sse::{self, MessageCreated, ReplyCompleted, ReplyDelta, STREAM_HEADERS, StreamError, StreamEvent};
+use llmchat::http::views::MessageView;
+use llmchat::llm::ChatModel;
 use llmchat::store::Store;
-use llmchat::stream::{self, MessageCreated, ReplyCompleted, ReplyDelta, STREAM_HEADERS, StreamError, StreamEvent};
-use llmchat::{ApiError, App, auth, http as api};
+use llmchat::{ApiError, App, http as api};
 use tokio::sync::mpsc::{self, UnboundedSender};
 
-pub async fn handle<S: Store + 'static>(app: Arc<App<S>>, req: Request) -> Result<Response<Body>, lambda_http::Error> {
+pub async fn handle<S: Store + 'static, M: ChatModel>(app: Arc<App<S, M>>, req: Request) -> Result<Response<Body>, lambda_http::Error> {
     let request_id = api::request_id(&req);
     let shared = app.clone();
-    api::serve(&app, req, |req| async move {
-        let owner = auth::authenticate(shared.config.auth_mode, &shared.store, &req).await?;
+    api::serve(&app.config, req, |req| async move {
+        let owner = api::auth::authenticate(shared.config.auth_mode, &shared.store, &req).await?;
         let segments = api::segments_after(&req, "sessions").ok_or(ApiError::NotFound("route"))?;
         let [id, "messages", "stream"] = segments.as_slice() else { return Err(ApiError::NotFound("route")) };
         if req.method() != Method::POST {
             return Err(api::method_not_allowed(req.method()));
         }
-        let session_id = parse_session_id(id).map_err(|e| ApiError::BadRequest(e.0))?;
+        let session_id = api::session_id(id)?;
         api::record_session(&session_id);
         let input = api::json_body(&req)?;
         let begun = chat::begin(&shared.store, &shared.config, &owner, session_id, input).await?;
@@ -37,15 +39,16 @@ pub async fn handle<S: Store + 'static>(app: Arc<App<S>>, req: Request) -> Resul
         let (events, receiver) = mpsc::unbounded_channel();
         let (sender, body) = lambda_runtime::streaming::channel();
         let keepalive = shared.config.sse_keepalive;
-        let writer = tokio::spawn(stream::write_events(sender, receiver, keepalive));
+        let writer = tokio::spawn(sse::write_events(sender, receiver, keepalive));
         match begun {
-            Begun::Replay(exchange) => {
+            Begun::Replay { user, reply } => {
                 // A retry: the same stream shape, from what is stored.
+                let now = Timestamp::now();
                 let _ = events.send(StreamEvent::MessageCreated(MessageCreated {
-                    reply_id: exchange.reply.id,
-                    user_message: exchange.user_message,
+                    reply_id: reply.id,
+                    user_message: MessageView::new(&user, now),
                 }));
-                let _ = events.send(StreamEvent::Completed(ReplyCompleted { reply: exchange.reply }));
+                let _ = events.send(StreamEvent::Completed(ReplyCompleted { reply: MessageView::new(&reply, now) }));
             }
             Begun::New(pending) => {
                 let span = tracing::Span::current();
@@ -65,8 +68,8 @@ pub async fn handle<S: Store + 'static>(app: Arc<App<S>>, req: Request) -> Resul
 }
 
 /// Generates the reply, turning its progress into stream events.
-async fn produce<S: Store>(
-    app: Arc<App<S>>,
+async fn produce<S: Store, M: ChatModel>(
+    app: Arc<App<S, M>>,
     pending: Pending,
     events: UnboundedSender<StreamEvent>,
     request_id: String,
@@ -86,7 +89,7 @@ async fn produce<S: Store>(
     let last = match generated.problem() {
         None => StreamEvent::Completed(ReplyCompleted { reply: MessageView::new(&generated.reply, Timestamp::now()) }),
         Some(err) => StreamEvent::Error(StreamError {
-            problem: err.to_problem(&request_id),
+            problem: ApiError::from(err).to_problem(&request_id),
             reply_id: Some(reply_id),
             partial_saved: generated.text_saved(),
         }),
@@ -101,14 +104,13 @@ mod tests {
     use std::sync::Arc;
 
     use lambda_http::http::Method;
-    use llmchat::App;
     use llmchat::testing::request;
 
     use super::handle;
 
     #[tokio::test]
     async fn problems_before_the_model_are_problem_json_and_llm_failures_end_the_stream() {
-        let (mut app, key) = App::in_memory("alice").await;
+        let (mut app, key) = llmchat::testing::app_with_key("alice").await;
         app.llm = llmchat::testing::unreachable_llm();
         let session = llmchat::testing::new_session(&app, "alice").await;
         let app = Arc::new(app);

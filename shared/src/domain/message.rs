@@ -5,10 +5,32 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{Invalid, ModelOptions, Timestamp, invalid};
-use crate::error::ProblemCode;
-use crate::limits::{MAX_CLIENT_MESSAGE_ID_CHARS, MAX_MESSAGE_CHARS};
-use crate::llm::{Role, Usage};
+use super::limits::{MAX_CLIENT_MESSAGE_ID_CHARS, MAX_MESSAGE_CHARS};
+use super::{ErrorCode, Invalid, ModelOptions, Timestamp, invalid};
+
+/// Who wrote a turn of the conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+/// What the model reported when it finished a reply.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Usage {
+    /// Tokens of the prompt the model evaluated (`prompt_eval_count`).
+    pub prompt_tokens: u64,
+    /// Tokens generated (`eval_count`).
+    pub completion_tokens: u64,
+    /// Whole request, as the backend measured it.
+    pub total_duration_ms: u64,
+    /// Time spent loading the model.
+    pub load_duration_ms: u64,
+    pub prompt_eval_duration_ms: u64,
+    pub eval_duration_ms: u64,
+}
 
 /// Where a message is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -40,12 +62,46 @@ pub struct Message {
     pub done_reason: Option<String>,
     pub client_message_id: Option<String>,
     pub context_truncated: bool,
-    pub error_code: Option<ProblemCode>,
+    pub error_code: Option<ErrorCode>,
     /// While streaming: the writer renews this; past it, the writer is presumed dead.
     pub lease_until: Option<Timestamp>,
 }
 
 impl Message {
+    /// A message the user sent, stored whole.
+    pub fn user(session_id: Uuid, seq: u64, content: String, client_message_id: Option<String>, now: Timestamp) -> Self {
+        Message {
+            id: Uuid::new_v4(),
+            session_id,
+            seq,
+            role: Role::User,
+            content,
+            status: MessageStatus::Complete,
+            created_at: now,
+            completed_at: Some(now),
+            model: None,
+            usage: None,
+            done_reason: None,
+            client_message_id,
+            context_truncated: false,
+            error_code: None,
+            lease_until: None,
+        }
+    }
+
+    /// A reply about to be written by `model`: empty, `streaming`, its writer
+    /// presumed alive until `lease_until`.
+    pub fn pending_reply(session_id: Uuid, seq: u64, model: String, now: Timestamp, lease_until: Timestamp) -> Self {
+        Message {
+            role: Role::Assistant,
+            status: MessageStatus::Streaming,
+            completed_at: None,
+            model: Some(model),
+            lease_until: Some(lease_until),
+            ..Message::user(session_id, seq, String::new(), None, now)
+        }
+    }
+
     /// The status a reader should see: a `streaming` reply whose lease ran out
     /// was abandoned (the function died) and reads as `incomplete`.
     pub fn effective_status(&self, now: Timestamp) -> MessageStatus {
@@ -58,56 +114,6 @@ impl Message {
     /// True while another request is generating this reply.
     pub fn is_live(&self, now: Timestamp) -> bool {
         self.effective_status(now) == MessageStatus::Streaming
-    }
-}
-
-/// A message as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[schema(as = Message)]
-pub struct MessageView {
-    pub id: Uuid,
-    pub session_id: Uuid,
-    /// Position in the session, strictly increasing.
-    pub seq: u64,
-    pub role: Role,
-    pub content: String,
-    pub status: MessageStatus,
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: Timestamp,
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub completed_at: Option<Timestamp>,
-    /// Replies: the model that wrote it.
-    pub model: Option<String>,
-    /// Replies: token counts and durations reported by the model.
-    pub usage: Option<Usage>,
-    /// Replies: why generation stopped (`stop`, `length`).
-    pub done_reason: Option<String>,
-    /// User messages: the idempotency key sent with it.
-    pub client_message_id: Option<String>,
-    /// Replies: true when older turns were left out to fit the model's context.
-    pub context_truncated: bool,
-    /// Replies that failed or were cut short: the problem code.
-    pub error_code: Option<ProblemCode>,
-}
-
-impl MessageView {
-    pub fn new(m: &Message, now: Timestamp) -> Self {
-        MessageView {
-            id: m.id,
-            session_id: m.session_id,
-            seq: m.seq,
-            role: m.role,
-            content: m.content.clone(),
-            status: m.effective_status(now),
-            created_at: m.created_at,
-            completed_at: m.completed_at,
-            model: m.model.clone(),
-            usage: m.usage.clone(),
-            done_reason: m.done_reason.clone(),
-            client_message_id: m.client_message_id.clone(),
-            context_truncated: m.context_truncated,
-            error_code: m.error_code,
-        }
     }
 }
 
@@ -151,13 +157,6 @@ impl SendMessage {
     }
 }
 
-/// A user message and the reply to it.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Exchange {
-    pub user_message: MessageView,
-    pub reply: MessageView,
-}
-
 /// Order of a history page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -181,23 +180,12 @@ mod tests {
     use super::*;
 
     fn reply(status: MessageStatus, lease: Option<Timestamp>) -> Message {
-        Message {
-            id: Uuid::new_v4(),
-            session_id: Uuid::new_v4(),
-            seq: 2,
-            role: Role::Assistant,
-            content: "partial".into(),
-            status,
-            created_at: Timestamp::now(),
-            completed_at: None,
-            model: None,
-            usage: None,
-            done_reason: None,
-            client_message_id: None,
-            context_truncated: false,
-            error_code: None,
-            lease_until: lease,
-        }
+        let now = Timestamp::now();
+        let mut reply = Message::pending_reply(Uuid::new_v4(), 2, "m".into(), now, now);
+        reply.content = "partial".into();
+        reply.status = status;
+        reply.lease_until = lease;
+        reply
     }
 
     #[test]

@@ -1,20 +1,48 @@
-//! The LLM side: Ollama's chat API, its errors, and the reply usage we keep.
+//! The seam to the model: a provider-neutral [`ChatModel`] trait with its
+//! request, event and error types. The chat use case names only these; each
+//! backend (today [`ollama::OllamaClient`]) keeps its wire types private and
+//! converts at its edge.
+
+use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::domain::{ErrorCode, ModelOptions, Role, Usage};
+
 pub mod ndjson;
 pub mod ollama;
 
-pub use ollama::{ChatStream, ModelInfo, OllamaClient};
+pub use ollama::OllamaClient;
 
-/// Who wrote a turn of the conversation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    System,
-    User,
-    Assistant,
+/// A model backend: streams a chat, lists its models, answers a ping.
+pub trait ChatModel: Send + Sync + 'static {
+    type Stream: ReplyStream;
+
+    /// Starts a streamed chat. Returns once the backend has accepted it; the
+    /// reply is read from the stream.
+    fn chat_stream(&self, request: &ChatRequest) -> impl Future<Output = Result<Self::Stream, LlmError>> + Send;
+
+    /// Models the backend offers; a backend may answer from a short cache.
+    fn models(&self) -> impl Future<Output = Result<Vec<ModelInfo>, LlmError>> + Send;
+
+    /// A cheap round trip to the backend, for `/health`.
+    fn ping(&self) -> impl Future<Output = Result<(), LlmError>> + Send;
+}
+
+/// A reply being generated: call [`ReplyStream::next`] until it returns `None`.
+/// Dropping it closes the connection to the backend.
+pub trait ReplyStream: Send {
+    /// The next event: deltas, then one `Done`, then `None`. An error ends the stream.
+    fn next(&mut self) -> impl Future<Output = Option<Result<ChatEvent, LlmError>>> + Send;
+}
+
+/// What the model is asked for.
+#[derive(Debug, Clone)]
+pub struct ChatRequest {
+    pub model: String,
+    pub messages: Vec<ChatTurn>,
+    pub options: ModelOptions,
 }
 
 /// One turn as sent to the model.
@@ -22,21 +50,6 @@ pub enum Role {
 pub struct ChatTurn {
     pub role: Role,
     pub content: String,
-}
-
-/// What the model reported when it finished.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct Usage {
-    /// Tokens of the prompt the model evaluated (`prompt_eval_count`).
-    pub prompt_tokens: u64,
-    /// Tokens generated (`eval_count`).
-    pub completion_tokens: u64,
-    /// Whole request, as Ollama measured it.
-    pub total_duration_ms: u64,
-    /// Time spent loading the model.
-    pub load_duration_ms: u64,
-    pub prompt_eval_duration_ms: u64,
-    pub eval_duration_ms: u64,
 }
 
 /// The end of a generation.
@@ -55,6 +68,24 @@ pub enum ChatEvent {
     Done(Completion),
 }
 
+/// A model a backend can serve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ModelInfo {
+    #[schema(example = "gemma3:270m")]
+    pub name: String,
+    /// Size on disk, in bytes.
+    #[serde(default)]
+    pub size: u64,
+    #[serde(default)]
+    pub modified_at: Option<String>,
+    #[serde(default)]
+    pub family: Option<String>,
+    #[serde(default)]
+    pub parameter_size: Option<String>,
+    #[serde(default)]
+    pub quantization_level: Option<String>,
+}
+
 /// Which wait ran out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeoutPhase {
@@ -65,26 +96,26 @@ pub enum TimeoutPhase {
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LlmError {
-    /// Ollama could not be reached or answered with a server error before generating.
+    /// The backend could not be reached or answered with a server error before generating.
     #[error("the LLM backend is unavailable: {0}")]
     Unavailable(String),
     #[error("the LLM backend took too long ({0:?})")]
     Timeout(TimeoutPhase),
     #[error("model `{0}` is not available on the LLM backend")]
     ModelNotFound(String),
-    /// Ollama reported an error, or the stream broke off before it finished.
+    /// The backend reported an error, or the stream broke off before it finished.
     #[error("the LLM backend failed: {0}")]
     Failed(String),
 }
 
 impl LlmError {
-    pub fn code(&self) -> crate::error::ProblemCode {
-        use crate::error::ProblemCode;
+    /// The stable code stored on a reply this error ended.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            LlmError::Unavailable(_) => ProblemCode::LlmUnavailable,
-            LlmError::Timeout(_) => ProblemCode::LlmTimeout,
-            LlmError::ModelNotFound(_) => ProblemCode::ModelNotFound,
-            LlmError::Failed(_) => ProblemCode::LlmError,
+            LlmError::Unavailable(_) => ErrorCode::LlmUnavailable,
+            LlmError::Timeout(_) => ErrorCode::LlmTimeout,
+            LlmError::ModelNotFound(_) => ErrorCode::ModelNotFound,
+            LlmError::Failed(_) => ErrorCode::LlmError,
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Client for Ollama's HTTP API: `POST /api/chat` (streamed NDJSON or one
-//! JSON object) and `GET /api/tags`.
+//! The Ollama backend: `POST /api/chat` (streamed NDJSON or one JSON object)
+//! and `GET /api/tags`, behind [`ChatModel`]. Ollama's wire types stay here.
 //!
 //! Three separate waits are bounded: connecting, the first token (which
 //! includes loading the model, so its default is generous), and the silence
@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
 
 use super::ndjson::LineBuffer;
-use super::{ChatEvent, ChatTurn, Completion, LlmError, TimeoutPhase, Usage};
+use super::{ChatEvent, ChatModel, ChatRequest, ChatTurn, Completion, LlmError, ModelInfo, ReplyStream, TimeoutPhase};
 use crate::config::Config;
-use crate::domain::ModelOptions;
+use crate::telemetry::error_chain;
+use crate::domain::{ModelOptions, Usage};
 
 /// Longest NDJSON line accepted from the backend; a line never ends otherwise.
 pub const MAX_LINE_BYTES: usize = 1024 * 1024;
@@ -29,14 +29,6 @@ pub struct OllamaClient {
     first_token_timeout: Duration,
     idle_timeout: Duration,
     models_cache: std::sync::Arc<std::sync::Mutex<Option<(Instant, Vec<ModelInfo>)>>>,
-}
-
-/// What `/api/chat` is asked for.
-#[derive(Debug, Clone)]
-pub struct ChatRequest {
-    pub model: String,
-    pub messages: Vec<ChatTurn>,
-    pub options: ModelOptions,
 }
 
 #[derive(Serialize)]
@@ -100,24 +92,6 @@ impl WireChunk {
     }
 }
 
-/// A model the backend can serve (from `/api/tags`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct ModelInfo {
-    #[schema(example = "gemma3:270m")]
-    pub name: String,
-    /// Size on disk, in bytes.
-    #[serde(default)]
-    pub size: u64,
-    #[serde(default)]
-    pub modified_at: Option<String>,
-    #[serde(default)]
-    pub family: Option<String>,
-    #[serde(default)]
-    pub parameter_size: Option<String>,
-    #[serde(default)]
-    pub quantization_level: Option<String>,
-}
-
 impl OllamaClient {
     pub fn from_config(config: &Config) -> Self {
         Self::new(
@@ -143,9 +117,8 @@ impl OllamaClient {
         }
     }
 
-    /// Starts a streamed chat. Returns once Ollama has answered with a status;
-    /// the tokens are read from the returned stream.
-    pub async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream, LlmError> {
+    /// Starts a streamed chat: returns once Ollama has answered with a status.
+    async fn open_stream(&self, request: &ChatRequest) -> Result<ChatStream, LlmError> {
         let started = Instant::now();
         let response = self.post_chat(request, true).await?;
         Ok(ChatStream {
@@ -175,25 +148,20 @@ impl OllamaClient {
     }
 
     /// Models the backend offers, read at most once per [`MODELS_CACHE_TTL`].
-    pub async fn models_cached(&self) -> Result<Vec<ModelInfo>, LlmError> {
+    async fn models_cached(&self) -> Result<Vec<ModelInfo>, LlmError> {
         let cached = |cache: &Option<(Instant, Vec<ModelInfo>)>| {
             cache.as_ref().filter(|(at, _)| at.elapsed() < MODELS_CACHE_TTL).map(|(_, m)| m.clone())
         };
         if let Some(models) = cached(&self.models_cache.lock().unwrap_or_else(|p| p.into_inner())) {
             return Ok(models);
         }
-        let models = self.models().await?;
+        let models = self.read_models().await?;
         *self.models_cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), models.clone()));
         Ok(models)
     }
 
-    /// A cheap round trip to the backend, for `/health`.
-    pub async fn ping(&self) -> Result<(), LlmError> {
-        self.models().await.map(|_| ())
-    }
-
-    /// Models the backend offers.
-    pub async fn models(&self) -> Result<Vec<ModelInfo>, LlmError> {
+    /// Models the backend offers, read now.
+    async fn read_models(&self) -> Result<Vec<ModelInfo>, LlmError> {
         #[derive(Deserialize)]
         struct Tags {
             #[serde(default)]
@@ -262,7 +230,7 @@ impl OllamaClient {
     }
 }
 
-/// A reply being generated; call [`ChatStream::next`] until it returns `None`.
+/// A reply Ollama is generating.
 pub struct ChatStream {
     response: reqwest::Response,
     lines: LineBuffer,
@@ -272,9 +240,24 @@ pub struct ChatStream {
     finished: bool,
 }
 
-impl ChatStream {
-    /// The next delta, then one `Done`, then `None`. An error ends the stream.
-    pub async fn next(&mut self) -> Option<Result<ChatEvent, LlmError>> {
+impl ChatModel for OllamaClient {
+    type Stream = ChatStream;
+
+    async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream, LlmError> {
+        self.open_stream(request).await
+    }
+
+    async fn models(&self) -> Result<Vec<ModelInfo>, LlmError> {
+        self.models_cached().await
+    }
+
+    async fn ping(&self) -> Result<(), LlmError> {
+        self.read_models().await.map(|_| ())
+    }
+}
+
+impl ReplyStream for ChatStream {
+    async fn next(&mut self) -> Option<Result<ChatEvent, LlmError>> {
         if self.finished {
             return None;
         }
@@ -319,6 +302,9 @@ impl ChatStream {
         }
     }
 
+}
+
+impl ChatStream {
     fn fail(&mut self, err: LlmError) -> LlmError {
         self.finished = true;
         err
@@ -360,12 +346,5 @@ fn request_error(err: reqwest::Error) -> LlmError {
 
 /// The error and its causes, for the logs (problem bodies never carry it).
 fn error_text(err: &reqwest::Error) -> String {
-    let mut text = if err.is_connect() { "cannot connect".to_owned() } else { err.to_string() };
-    let mut source = std::error::Error::source(err);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+    if err.is_connect() { format!("cannot connect: {}", error_chain(err)) } else { error_chain(err) }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::{Invalid, Order, Timestamp};
-use crate::limits::MAX_CURSOR_CHARS;
+use crate::domain::limits::MAX_CURSOR_CHARS;
 
 /// Where a page of sessions ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,5 +1,6 @@
-//! Persistence: the repository traits the domain asks for, and their
-//! DynamoDB implementation over the single-table layout in [`schema`].
+//! Persistence: the repository traits the use cases ask for (one per
+//! capability), their records and errors, and the cursor codec. The DynamoDB
+//! implementation lives in [`dynamo`], with its single-table layout.
 
 use std::future::Future;
 
@@ -9,12 +10,9 @@ use crate::domain::{Message, Order, OwnerId, Session, Timestamp};
 
 pub mod cursor;
 pub mod dynamo;
-#[cfg(any(test, feature = "mocks"))]
-pub mod memory;
-pub mod schema;
 
 pub use cursor::{MessageCursor, SessionCursor};
-pub use dynamo::DynamoStore;
+pub use dynamo::{DynamoStore, schema};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

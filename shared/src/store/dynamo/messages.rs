@@ -7,10 +7,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{DynamoStore, Item, from_item, owned_session, s, sdk_error, to_attr, to_item};
-use crate::domain::{Message, MessageStatus, Order, OwnerId, Session, Timestamp};
-use crate::error::ProblemCode;
-use crate::llm::{Role, Usage};
-use crate::store::schema::*;
+use super::schema::*;
+use crate::domain::{ErrorCode, Message, MessageStatus, Order, OwnerId, Role, Session, Timestamp, Usage};
 use crate::store::{BeginError, IdempotencyRecord, Listed, MessageRepository, SendState, StoreError};
 
 #[derive(Serialize, Deserialize)]
@@ -38,7 +36,7 @@ struct MessageItem {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     context_truncated: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    error_code: Option<ProblemCode>,
+    error_code: Option<ErrorCode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     lease_until: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

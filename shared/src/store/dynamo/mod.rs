@@ -9,11 +9,13 @@ use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, ReturnValue, WriteR
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::schema::*;
-use super::{ApiKeyRecord, ApiKeyRepository, Listed, SessionCursor, SessionRepository, StoreError, StoreProbe};
+use self::schema::*;
+use crate::telemetry::error_chain;
+use crate::store::{ApiKeyRecord, ApiKeyRepository, Listed, SessionCursor, SessionRepository, StoreError, StoreProbe};
 use crate::domain::{Metadata, ModelOptions, OwnerId, Session, Timestamp};
 
 mod messages;
+pub mod schema;
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
@@ -84,17 +86,6 @@ fn missing_if_condition_failed(err: StoreError) -> StoreError {
         StoreError::ConditionFailed => StoreError::NotFound,
         other => other,
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 pub(crate) fn s(value: impl Into<String>) -> AttributeValue {

@@ -10,10 +10,16 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::domain::MessageView;
-use crate::error::Problem;
+use super::error::Problem;
+use super::views::MessageView;
 
 pub const EVENT_STREAM: &str = "text/event-stream";
+
+/// Event names, as the stream writes them and the API document lists them.
+pub const MESSAGE_CREATED: &str = "message.created";
+pub const REPLY_DELTA: &str = "reply.delta";
+pub const REPLY_COMPLETED: &str = "reply.completed";
+pub const ERROR: &str = "error";
 pub const KEEP_ALIVE: &str = ": keep-alive\n\n";
 
 /// Headers every stream response carries; the last two stop proxies from buffering.
@@ -62,10 +68,10 @@ pub enum StreamEvent {
 impl StreamEvent {
     pub fn name(&self) -> &'static str {
         match self {
-            StreamEvent::MessageCreated(_) => "message.created",
-            StreamEvent::Delta(_) => "reply.delta",
-            StreamEvent::Completed(_) => "reply.completed",
-            StreamEvent::Error(_) => "error",
+            StreamEvent::MessageCreated(_) => MESSAGE_CREATED,
+            StreamEvent::Delta(_) => REPLY_DELTA,
+            StreamEvent::Completed(_) => REPLY_COMPLETED,
+            StreamEvent::Error(_) => ERROR,
         }
     }
 

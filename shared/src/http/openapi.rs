@@ -10,14 +10,14 @@ use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::openapi::{ContentBuilder, OpenApiVersion, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
+use super::error::Problem;
+use super::sse::{self, MessageCreated, ReplyCompleted, ReplyDelta, StreamError};
+use super::views::{Exchange, MessageView, SessionView};
 use crate::domain::{
-    CreateSession, Exchange, MessageStatus, MessageView, ModelOptions, Order, Page, SendMessage, SessionView,
-    UpdateSession,
+    CreateSession, ErrorCode, MessageStatus, ModelOptions, Order, Page, Role, SendMessage, UpdateSession, Usage,
 };
-use crate::error::{Problem, ProblemCode};
 use crate::health::Health;
-use crate::llm::{ModelInfo, Role, Usage};
-use crate::stream::{MessageCreated, ReplyCompleted, ReplyDelta, StreamError};
+use crate::llm::ModelInfo;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -36,7 +36,7 @@ as Server-Sent Events. Every error is `application/problem+json`. Authorize with
         SessionView, CreateSession, UpdateSession, ModelOptions, Page<SessionView>, Page<MessageView>, Page<ModelInfo>,
         MessageView, SendMessage, Exchange, MessageStatus, Role, Usage, Order, ModelInfo,
         MessageCreated, ReplyDelta, ReplyCompleted, StreamError,
-        Problem, ProblemCode, Health
+        Problem, ErrorCode, Health
     )),
     modifiers(&BearerKey, &StreamEvents),
     security(("api_key" = [])),
@@ -114,16 +114,16 @@ impl Modify for StreamEvents {
                 "One Server-Sent Event. The stream is `message.created`, then `reply.delta` events, then exactly one \
 `reply.completed` or `error`. Comment lines `: keep-alive` arrive every 10 s while the model loads.",
             ))
-            .item(event("message.created", "MessageCreated", "The user message is stored; the reply will have `reply_id`."))
-            .item(event("reply.delta", "ReplyDelta", "The next piece of the reply's text."))
-            .item(event("reply.completed", "ReplyCompleted", "The reply, as stored. Last event."))
-            .item(event("error", "StreamError", "The reply failed; `partial_saved` says whether text was stored. Last event."))
+            .item(event(sse::MESSAGE_CREATED, "MessageCreated", "The user message is stored; the reply will have `reply_id`."))
+            .item(event(sse::REPLY_DELTA, "ReplyDelta", "The next piece of the reply's text."))
+            .item(event(sse::REPLY_COMPLETED, "ReplyCompleted", "The reply, as stored. Last event."))
+            .item(event(sse::ERROR, "StreamError", "The reply failed; `partial_saved` says whether text was stored. Last event."))
             .build();
         let Some(path) = openapi.paths.paths.get_mut("/sessions/{id}/messages/stream") else { return };
         let Some(op) = path.post.as_mut() else { return };
         if let Some(RefOr::T(ok)) = op.responses.responses.get_mut("200") {
             let content = ContentBuilder::new().item_schema(Some(Schema::OneOf(item))).build();
-            ok.content.insert(crate::stream::EVENT_STREAM.to_owned(), RefOr::T(content));
+            ok.content.insert(sse::EVENT_STREAM.to_owned(), RefOr::T(content));
         }
     }
 }
@@ -320,7 +320,7 @@ mod tests {
     /// The bounds the spec states are the constants the code enforces.
     #[test]
     fn the_spec_states_every_limit() {
-        use crate::limits::*;
+        use crate::domain::limits::*;
         let doc = serde_json::to_value(super::document()).unwrap();
         let schemas = &doc["components"]["schemas"];
         let prop = |schema: &str, field: &str, key: &str| -> u64 {

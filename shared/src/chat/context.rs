@@ -5,8 +5,8 @@
 //! The system prompt and the new message are always sent; past turns are
 //! added newest first until the budget is spent, so the oldest go first.
 
-use crate::domain::Message;
-use crate::llm::{ChatTurn, Role};
+use crate::domain::{Message, Role};
+use crate::llm::ChatTurn;
 
 /// Characters per token in the estimate.
 pub const CHARS_PER_TOKEN: usize = 4;
@@ -73,26 +73,12 @@ pub fn fit(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{MessageStatus, Timestamp};
+    use crate::domain::Timestamp;
 
     fn msg(seq: u64, role: Role, content: &str) -> Message {
-        Message {
-            id: uuid::Uuid::new_v4(),
-            session_id: uuid::Uuid::nil(),
-            seq,
-            role,
-            content: content.to_owned(),
-            status: MessageStatus::Complete,
-            created_at: Timestamp::now(),
-            completed_at: None,
-            model: None,
-            usage: None,
-            done_reason: None,
-            client_message_id: None,
-            context_truncated: false,
-            error_code: None,
-            lease_until: None,
-        }
+        let mut m = Message::user(uuid::Uuid::nil(), seq, content.to_owned(), None, Timestamp::now());
+        m.role = role;
+        m
     }
 
     /// Newest first, as the store returns it: 40-character turns cost 14 tokens each.

@@ -1,57 +1,20 @@
 //! The one error type of the HTTP boundary and its problem+json form (RFC 9457).
 //!
-//! Every route returns `Result<_, ApiError>`; [`crate::http`] turns the error
-//! into a response. Internal causes are logged, never put in a body.
+//! Every route returns `Result<_, ApiError>`; [`serve`](super::serve) turns
+//! the error into a response. The use cases' errors become `ApiError`s here,
+//! and here alone is decided which status goes with each. Internal causes are
+//! logged, never put in a body.
 
 use http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::auth::AuthError;
+use crate::chat::ChatError;
+use crate::domain::{ErrorCode, Invalid};
 use crate::llm::LlmError;
+use crate::sessions::SessionError;
 use crate::store::StoreError;
-
-/// Machine-readable problem codes, stable across releases.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ProblemCode {
-    InvalidRequest,
-    Unauthorized,
-    NotFound,
-    MethodNotAllowed,
-    PayloadTooLarge,
-    ReplyInProgress,
-    SessionBusy,
-    IdempotencyKeyReused,
-    ContextOverflow,
-    LlmUnavailable,
-    LlmTimeout,
-    ModelNotFound,
-    LlmError,
-    StorageUnavailable,
-    Internal,
-}
-
-impl ProblemCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProblemCode::InvalidRequest => "invalid_request",
-            ProblemCode::Unauthorized => "unauthorized",
-            ProblemCode::NotFound => "not_found",
-            ProblemCode::MethodNotAllowed => "method_not_allowed",
-            ProblemCode::PayloadTooLarge => "payload_too_large",
-            ProblemCode::ReplyInProgress => "reply_in_progress",
-            ProblemCode::SessionBusy => "session_busy",
-            ProblemCode::IdempotencyKeyReused => "idempotency_key_reused",
-            ProblemCode::ContextOverflow => "context_overflow",
-            ProblemCode::LlmUnavailable => "llm_unavailable",
-            ProblemCode::LlmTimeout => "llm_timeout",
-            ProblemCode::ModelNotFound => "model_not_found",
-            ProblemCode::LlmError => "llm_error",
-            ProblemCode::StorageUnavailable => "storage_unavailable",
-            ProblemCode::Internal => "internal",
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -70,7 +33,7 @@ pub enum ApiError {
     #[error("method {0} is not allowed on this resource")]
     MethodNotAllowed(String),
     #[error("{1}")]
-    Conflict(ProblemCode, String),
+    Conflict(ErrorCode, String),
     #[error("this client_message_id was already used with a different message")]
     IdempotencyKeyReused,
     #[error("{0}")]
@@ -100,19 +63,19 @@ impl ApiError {
         }
     }
 
-    pub fn code(&self) -> ProblemCode {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ApiError::BadRequest(_) | ApiError::Unprocessable(_) => ProblemCode::InvalidRequest,
-            ApiError::PayloadTooLarge { .. } => ProblemCode::PayloadTooLarge,
-            ApiError::Unauthorized => ProblemCode::Unauthorized,
-            ApiError::NotFound(_) => ProblemCode::NotFound,
-            ApiError::MethodNotAllowed(_) => ProblemCode::MethodNotAllowed,
+            ApiError::BadRequest(_) | ApiError::Unprocessable(_) => ErrorCode::InvalidRequest,
+            ApiError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            ApiError::Unauthorized => ErrorCode::Unauthorized,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
             ApiError::Conflict(code, _) => *code,
-            ApiError::IdempotencyKeyReused => ProblemCode::IdempotencyKeyReused,
-            ApiError::ContextOverflow(_) => ProblemCode::ContextOverflow,
+            ApiError::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
+            ApiError::ContextOverflow(_) => ErrorCode::ContextOverflow,
             ApiError::Llm(e) => e.code(),
-            ApiError::StorageUnavailable(_) => ProblemCode::StorageUnavailable,
-            ApiError::Internal(_) => ProblemCode::Internal,
+            ApiError::StorageUnavailable(_) => ErrorCode::StorageUnavailable,
+            ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
 
@@ -150,11 +113,44 @@ fn llm_detail(err: &LlmError) -> String {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(err: StoreError) -> Self {
+impl ApiError {
+    /// A path or query value that cannot be read (an id, a cursor, an order).
+    pub fn bad_request(err: Invalid) -> Self {
+        ApiError::BadRequest(err.0)
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(err: SessionError) -> Self {
         match err {
-            StoreError::NotFound => ApiError::NotFound("resource"),
-            other => ApiError::StorageUnavailable(other),
+            SessionError::Invalid(detail) => ApiError::Unprocessable(detail),
+            SessionError::BadCursor(detail) => ApiError::BadRequest(detail),
+            SessionError::NotFound => ApiError::NotFound("session"),
+            SessionError::Busy => ApiError::Conflict(ErrorCode::SessionBusy, err.to_string()),
+            SessionError::Storage(e) => ApiError::StorageUnavailable(e),
+        }
+    }
+}
+
+impl From<ChatError> for ApiError {
+    fn from(err: ChatError) -> Self {
+        match err {
+            ChatError::Invalid(detail) => ApiError::Unprocessable(detail),
+            ChatError::NotFound(what) => ApiError::NotFound(what),
+            ChatError::ReplyInProgress => ApiError::Conflict(ErrorCode::ReplyInProgress, err.to_string()),
+            ChatError::IdempotencyKeyReused => ApiError::IdempotencyKeyReused,
+            ChatError::ContextOverflow(detail) => ApiError::ContextOverflow(detail),
+            ChatError::Llm(e) => ApiError::Llm(e),
+            ChatError::Storage(e) => ApiError::StorageUnavailable(e),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::Unauthenticated => ApiError::Unauthorized,
+            AuthError::Storage(e) => ApiError::StorageUnavailable(e),
         }
     }
 }
@@ -175,7 +171,7 @@ pub struct Problem {
     #[schema(example = "session not found")]
     pub detail: String,
     /// What went wrong, for a program.
-    pub code: ProblemCode,
+    pub code: ErrorCode,
     /// The request id, to find the request in the logs.
     pub request_id: String,
 }
@@ -196,9 +192,9 @@ mod tests {
     #[test]
     fn codes_and_statuses_agree() {
         let p = ApiError::Unprocessable("title is too long".into()).to_problem("r");
-        assert_eq!((p.status, p.code, p.r#type.as_str()), (422, ProblemCode::InvalidRequest, "urn:llmchat:problem:invalid_request"));
+        assert_eq!((p.status, p.code, p.r#type.as_str()), (422, ErrorCode::InvalidRequest, "urn:llmchat:problem:invalid_request"));
         let p = ApiError::PayloadTooLarge { limit: 10 }.to_problem("r");
-        assert_eq!((p.status, p.code), (413, ProblemCode::PayloadTooLarge));
+        assert_eq!((p.status, p.code), (413, ErrorCode::PayloadTooLarge));
         let json = serde_json::to_value(ApiError::Unauthorized.to_problem("r")).unwrap();
         assert_eq!(json["code"], "unauthorized");
         assert_eq!(json["request_id"], "r");

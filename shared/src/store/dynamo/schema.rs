@@ -14,8 +14,8 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType, TimeToLiveSpecification,
 };
 
-use super::StoreError;
-use super::dynamo::sdk_error;
+use super::sdk_error;
+use crate::store::StoreError;
 
 pub const PK: &str = "PK";
 pub const SK: &str = "SK";

@@ -1,0 +1,116 @@
+//! Step one of a send: check, fit the context, and store the exchange.
+
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::context;
+use super::{Begun, ChatError, LEASE_GRACE, Pending};
+use crate::config::Config;
+use crate::domain::limits::MAX_HISTORY_MESSAGES;
+use crate::domain::{Message, ModelOptions, OwnerId, SendMessage, Timestamp};
+use crate::llm::ChatRequest;
+use crate::store::{BeginError, IdempotencyRecord, MessageRepository};
+
+pub async fn begin<S: MessageRepository>(
+    store: &S,
+    config: &Config,
+    owner: &OwnerId,
+    session_id: Uuid,
+    input: SendMessage,
+) -> Result<Begun, ChatError> {
+    input.validate().map_err(|e| ChatError::Invalid(e.0))?;
+    let fingerprint = fingerprint(&input);
+    let state = store.load_for_send(owner, session_id, MAX_HISTORY_MESSAGES).await?;
+    let now = Timestamp::now();
+
+    if state.recent.first().is_some_and(|m| m.is_live(now)) {
+        // Busy: a retry of the exchange in progress is told so too.
+        if let Some(id) = &input.client_message_id {
+            return replay(store, session_id, id, &fingerprint).await;
+        }
+        return Err(ChatError::ReplyInProgress);
+    }
+
+    let session = state.session;
+    let mut options = match &input.options {
+        Some(overrides) => session.options.overridden_by(overrides),
+        None => session.options.clone(),
+    };
+    // Both sent to the model, so the budget below and the model agree: the
+    // context it gets, and the longest reply it may write.
+    let context_tokens = *options.num_ctx.get_or_insert(config.context_tokens);
+    if context_tokens > config.max_context_tokens {
+        return Err(ChatError::Invalid(format!(
+            "options.num_ctx is at most {} on this deployment",
+            config.max_context_tokens
+        )));
+    }
+    let reserve = *options.num_predict.get_or_insert(config.max_reply_tokens);
+    let fitted = context::fit(
+        session.system_prompt.as_deref(),
+        &state.recent,
+        &input.content,
+        context_tokens,
+        reserve,
+        state.older_exist,
+    )
+    .map_err(|e| ChatError::ContextOverflow(e.to_string()))?;
+
+    let expected_seq = session.last_seq;
+    let user = Message::user(session_id, expected_seq + 1, input.content.clone(), input.client_message_id.clone(), now);
+    let lease = now.plus(config.llm_first_token_timeout + config.llm_idle_timeout + LEASE_GRACE);
+    let mut reply = Message::pending_reply(session_id, expected_seq + 2, session.model.clone(), now, lease);
+    reply.context_truncated = fitted.truncated;
+    let idempotency = input.client_message_id.as_ref().map(|id| IdempotencyRecord {
+        client_message_id: id.clone(),
+        fingerprint: fingerprint.clone(),
+        user_seq: user.seq,
+        reply_seq: reply.seq,
+    });
+
+    match store.begin_exchange(&session, expected_seq, &user, &reply, idempotency.as_ref()).await {
+        Ok(()) => {}
+        Err(BeginError::Duplicate) => {
+            let id = input.client_message_id.as_deref().unwrap_or_default();
+            return replay(store, session_id, id, &fingerprint).await;
+        }
+        Err(BeginError::Busy) => return Err(ChatError::ReplyInProgress),
+        Err(BeginError::Store(e)) => return Err(e.into()),
+    }
+    tracing::info!(user_seq = user.seq, reply_seq = reply.seq, truncated = fitted.truncated, "exchange stored");
+    let request = ChatRequest { model: session.model, messages: fitted.turns, options };
+    Ok(Begun::New(Pending { user, reply, request }))
+}
+
+/// The original exchange behind a repeated `client_message_id`.
+async fn replay<S: MessageRepository>(
+    store: &S,
+    session_id: Uuid,
+    client_message_id: &str,
+    fingerprint: &str,
+) -> Result<Begun, ChatError> {
+    let record = store.get_idempotency(session_id, client_message_id).await?.ok_or(ChatError::ReplyInProgress)?;
+    if record.fingerprint != fingerprint {
+        return Err(ChatError::IdempotencyKeyReused);
+    }
+    let user = store.get_message(session_id, record.user_seq).await?;
+    let reply = store.get_message(session_id, record.reply_seq).await?;
+    let (Some(user), Some(reply)) = (user, reply) else {
+        return Err(ChatError::NotFound("message"));
+    };
+    if reply.is_live(Timestamp::now()) {
+        return Err(ChatError::ReplyInProgress);
+    }
+    Ok(Begun::Replay { user, reply })
+}
+
+/// Identifies what was sent under a `client_message_id`.
+fn fingerprint(input: &SendMessage) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(input.content.as_bytes());
+    hasher.update([0]);
+    // No options and empty options mean the same request.
+    let options = input.options.as_ref().filter(|o| **o != ModelOptions::default());
+    hasher.update(serde_json::to_vec(&options).unwrap_or_default());
+    format!("{:x}", hasher.finalize())
+}

@@ -1,0 +1,83 @@
+//! Sending a message: the behaviour contract in code.
+//!
+//! 1. [`begin`] reads the session and its newest messages (one Query), then
+//!    stores the user message and a `streaming` reply placeholder in one
+//!    conditional transaction, before the model is called. The transaction's
+//!    condition on `last_seq` gives each session one reply at a time and a
+//!    strictly increasing `seq`.
+//! 2. [`generate`] streams the model's reply, saving the text so far at most
+//!    every [`CHECKPOINT_INTERVAL`] and renewing the reply's lease, then stores
+//!    the final reply: `complete`, or `incomplete` / `failed` with its text so far.
+//!
+//! Generation never depends on the client: a client that goes away loses nothing.
+//! The use case names the model only through [`ChatModel`](crate::llm::ChatModel)
+//! and the store only through its repository traits; its errors are
+//! [`ChatError`], which the HTTP layer maps to statuses.
+
+use std::time::Duration;
+
+use crate::domain::Message;
+use crate::llm::{ChatRequest, LlmError};
+use crate::store::StoreError;
+
+mod begin;
+pub mod context;
+mod generate;
+
+pub use begin::begin;
+pub use generate::{Generated, generate};
+
+/// Longest time between two saves of a reply's text: a crash loses at most this much.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
+/// Slack added to a reply's lease beyond the longest wait the writer itself allows.
+pub const LEASE_GRACE: Duration = Duration::from_secs(15);
+
+/// An exchange stored and ready for the model.
+#[derive(Debug)]
+pub struct Pending {
+    pub user: Message,
+    pub reply: Message,
+    request: ChatRequest,
+}
+
+/// What a send turned out to be.
+#[derive(Debug)]
+pub enum Begun {
+    /// A new exchange: generate its reply.
+    New(Pending),
+    /// A retry of an exchange already made: the stored user message and reply.
+    Replay { user: Message, reply: Message },
+}
+
+/// Why a send was refused or its reply did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    /// The message or its options break a rule or a deployment limit.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such session for this owner (or it was deleted meanwhile), or a
+    /// message an idempotency record names is gone.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A reply is being generated in this session.
+    #[error("a reply is being generated in this session; wait for it to finish")]
+    ReplyInProgress,
+    #[error("this client_message_id was already used with a different message")]
+    IdempotencyKeyReused,
+    /// The new message cannot fit in the model's context even alone.
+    #[error("{0}")]
+    ContextOverflow(String),
+    #[error(transparent)]
+    Llm(LlmError),
+    #[error(transparent)]
+    Storage(StoreError),
+}
+
+impl From<StoreError> for ChatError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound => ChatError::NotFound("session"),
+            other => ChatError::Storage(other),
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! One entry point for every request: a span carrying the request id (and
+//! later the session id), an access log line, problem+json for any error, and
+//! the CORS headers.
+
+use std::future::Future;
+use std::time::Instant;
+
+use http::header::HeaderValue;
+use lambda_http::{Request, RequestExt, Response};
+use tracing::Instrument;
+
+use super::{ApiError, problem};
+use crate::config::Config;
+use crate::telemetry::error_chain;
+
+/// Runs one request: a span carrying the request id (and later the session
+/// id), the route, an access log line, and problem+json for any error.
+/// Generic over the body so that streamed responses (stream-reply) share it.
+pub async fn serve<B, F, Fut>(config: &Config, req: Request, route: F) -> Result<Response<B>, lambda_http::Error>
+where
+    B: From<String>,
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Result<Response<B>, ApiError>>,
+{
+    let request_id = request_id(&req);
+    let origin = req.headers().get(http::header::ORIGIN).and_then(|o| o.to_str().ok()).map(str::to_owned);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %req.method(),
+        path = %req.uri().path(),
+        session_id = tracing::field::Empty,
+        owner = tracing::field::Empty,
+    );
+    let started = Instant::now();
+    let mut response = async {
+        let response = match route(req).await {
+            Ok(response) => response,
+            Err(err) => {
+                log_error(&err);
+                problem(&err, &request_id)
+            }
+        };
+        tracing::info!(status = response.status().as_u16(), latency_ms = started.elapsed().as_millis() as u64, "request done");
+        response
+    }
+    .instrument(span)
+    .await;
+    if let Some(allowed) = config.cors_origins.allow(origin.as_deref()) {
+        if let Ok(value) = HeaderValue::from_str(&allowed) {
+            response.headers_mut().insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+            response.headers_mut().insert(http::header::VARY, HeaderValue::from_static("origin"));
+        }
+    }
+    Ok(response)
+}
+
+fn log_error(err: &ApiError) {
+    if err.status().is_server_error() {
+        let cause = std::error::Error::source(err).map(error_chain).unwrap_or_default();
+        tracing::error!(code = err.code().as_str(), cause = %cause, "request failed");
+    } else {
+        tracing::info!(code = err.code().as_str(), detail = %err, "request rejected");
+    }
+}
+
+/// Records the session id on the request span, so every later log line carries it.
+pub fn record_session(id: &uuid::Uuid) {
+    tracing::Span::current().record("session_id", tracing::field::display(id));
+}
+
+/// The Lambda request id, or the API Gateway one, or a fresh one.
+pub fn request_id(req: &Request) -> String {
+    if let Some(ctx) = req.lambda_context_ref() {
+        if !ctx.request_id.is_empty() {
+            return ctx.request_id.clone();
+        }
+    }
+    uuid::Uuid::new_v4().to_string()
+}
+
