@@ -81,3 +81,6 @@ impl From<StoreError> for ChatError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
