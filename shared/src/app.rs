@@ -2,8 +2,8 @@
 //! the configuration, a store and a model backend.
 
 use crate::config::Config;
-use crate::llm::OllamaClient;
-use crate::store::DynamoStore;
+use crate::llm::ollama::OllamaClient;
+use crate::store::dynamo::DynamoStore;
 use crate::telemetry;
 
 pub struct App<S = DynamoStore, M = OllamaClient> {

@@ -13,8 +13,10 @@ use serde_json::Value;
 use crate::App;
 use crate::config::Config;
 use crate::domain::{OwnerId, Session};
-use crate::llm::{ChatEvent, ChatModel, ChatRequest, LlmError, ModelInfo, OllamaClient, ReplyStream};
-use crate::store::{ApiKeyRepository, DynamoStore, schema};
+use crate::llm::ollama::OllamaClient;
+use crate::llm::{ChatEvent, ChatModel, ChatRequest, LlmError, ModelInfo, ReplyStream};
+use crate::store::ApiKeyRepository;
+use crate::store::dynamo::{DynamoStore, schema};
 
 /// Where the tests' DynamoDB Local listens; `make test` sets it.
 pub const ENDPOINT_VAR: &str = "LLMCHAT_TEST_DYNAMODB_ENDPOINT";

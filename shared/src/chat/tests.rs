@@ -12,7 +12,8 @@ use crate::App;
 use crate::domain::limits::MAX_REPLY_BYTES;
 use crate::domain::{ErrorCode, MessageStatus, Order, OwnerId, Role, SendMessage, Session};
 use crate::llm::{ChatEvent, Completion};
-use crate::store::{BeginError, DynamoStore, IdempotencyRecord, Listed, MessageRepository, SendState};
+use crate::store::dynamo::DynamoStore;
+use crate::store::{BeginError, IdempotencyRecord, Listed, MessageRepository, SendState};
 use crate::testing::{ScriptedModel, Step, app_on_fresh_table, new_session};
 
 fn send(content: &str) -> SendMessage {

@@ -13,7 +13,6 @@ use crate::domain::{ErrorCode, ModelOptions, Role, Usage};
 pub mod ndjson;
 pub mod ollama;
 
-pub use ollama::OllamaClient;
 
 /// A model backend: streams a chat, lists its models, answers a ping.
 pub trait ChatModel: Send + Sync + 'static {

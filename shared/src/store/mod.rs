@@ -12,7 +12,6 @@ pub mod cursor;
 pub mod dynamo;
 
 pub use cursor::{MessageCursor, SessionCursor};
-pub use dynamo::{DynamoStore, schema};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
