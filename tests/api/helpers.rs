@@ -1,25 +1,19 @@
 //! `spawn_app()`: a fresh table, an App over it, and an API key for a fresh owner.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 
 use lambda_http::{Body, Request};
 use lambda_http::http::{Method, StatusCode};
 use llmchat::App;
-use llmchat::{auth, testing};
-use llmchat::config::Config;
+use llmchat::testing;
 use llmchat::domain::OwnerId;
-use llmchat::store::{ApiKeyRepository, DynamoStore, schema};
+use llmchat::store::dynamo::DynamoStore;
+use llmchat_tests::routes;
 use serde_json::Value;
 
-pub const ENDPOINT_VAR: &str = "LLMCHAT_TEST_DYNAMODB_ENDPOINT";
-
-pub fn endpoint() -> String {
-    std::env::var(ENDPOINT_VAR).unwrap_or_else(|_| {
-        panic!("{ENDPOINT_VAR} is not set: run the integration tests with `make test`, which starts DynamoDB Local")
-    })
-}
+/// The workspace's router table, read once.
+static ROUTES: LazyLock<Vec<routes::Route>> = LazyLock::new(routes::router);
 
 pub struct TestApp {
     pub app: Arc<App<DynamoStore>>,
@@ -44,16 +38,7 @@ pub async fn spawn_app() -> TestApp {
 
 /// Like [`spawn_app`], with extra configuration variables.
 pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
-    let table = format!("test-{}", uuid::Uuid::new_v4());
-    let endpoint = endpoint();
-    let mut env: HashMap<String, String> = HashMap::from([
-        ("LLMCHAT_TABLE_NAME".to_owned(), table.clone()),
-        ("DYNAMODB_ENDPOINT".to_owned(), endpoint),
-    ]);
-    env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test configuration is valid");
-    let app = Arc::new(App::with_config(config).await);
-    schema::create_table(app.store.client(), &table).await.expect("create test table");
+    let app = Arc::new(testing::app_on_fresh_table(vars).await);
     let mut test = TestApp { app, key: String::new(), owner: OwnerId::parse("placeholder").unwrap() };
     let (owner, key) = test.new_owner().await;
     test.owner = owner;
@@ -85,9 +70,8 @@ impl TestApp {
     /// Issues a key for a new owner, as `llmchat-admin issue-key` does.
     pub async fn new_owner(&self) -> (OwnerId, String) {
         let owner = OwnerId::parse(&format!("owner-{}", uuid::Uuid::new_v4())).unwrap();
-        let issued = auth::issue_key(owner.clone()).unwrap();
-        self.app.store.put_api_key(&issued.record).await.expect("store key");
-        (owner, issued.key)
+        let key = testing::issue_key(&self.app.store, &owner).await;
+        (owner, key)
     }
 
     /// Sends a request with this app's key.
@@ -100,26 +84,28 @@ impl TestApp {
         self.dispatch(method.clone(), testing::request(method, path, key, body)).await
     }
 
+    /// Routes `req` as `cargo lambda watch` does, by the workspace's router table.
     pub async fn dispatch(&self, method: Method, req: Request) -> TestResponse {
-        // As the router does; REST API events carry the stage (`/v1`) in the path.
+        // REST API events carry the stage (`/v1`) in the path; the router sees none.
         let full = req.uri().path().to_owned();
         let path = full.strip_prefix("/v1").unwrap_or(&full).to_owned();
         let app = &*self.app;
-        let response = if path == "/health" || path == "/models" {
-            meta::handle(app, req).await
-        } else if path == "/openapi.json" || path.starts_with("/docs") {
-            docs::handle(app, req).await
-        } else if path == "/sessions" && method == Method::POST {
-            create_session::handle(app, req).await
-        } else if path.ends_with("/messages/stream") {
-            let response = stream_reply::handle(self.app.clone(), req).await.expect("handlers never fail the invocation");
-            let (parts, body) = response.into_parts();
-            let bytes = body.collect().await.expect("the stream ends cleanly").to_bytes();
-            Ok(lambda_http::Response::from_parts(parts, Body::from(bytes.to_vec())))
-        } else if path.ends_with("/messages") && method == Method::POST {
-            send_message::handle(app, req).await
-        } else {
-            sessions::handle(app, req).await
+        let function = routes::function_for(&ROUTES, method.as_str(), &path)
+            .or_else(|| routes::owner_of_prefix(&ROUTES, &path))
+            .unwrap_or_else(|| panic!("no function serves {method} {path}"));
+        let response = match function {
+            "create-session" => create_session::handle(app, req).await,
+            "sessions" => sessions::handle(app, req).await,
+            "send-message" => send_message::handle(app, req).await,
+            "stream-reply" => {
+                let response = stream_reply::handle(self.app.clone(), req).await.expect("handlers never fail the invocation");
+                let (parts, body) = response.into_parts();
+                let bytes = body.collect().await.expect("the stream ends cleanly").to_bytes();
+                Ok(lambda_http::Response::from_parts(parts, Body::from(bytes.to_vec())))
+            }
+            "meta" => meta::handle(app, req).await,
+            "docs" => docs::handle(app, req).await,
+            other => panic!("the router names a function the tests do not know: {other}"),
         }
         .expect("handlers never fail the invocation");
         let status = response.status();

@@ -10,6 +10,7 @@ mod chat;
 mod health;
 mod helpers;
 mod ollama;
+mod routes;
 mod schema;
 mod sessions;
 mod stream;
