@@ -13,7 +13,8 @@ use std::process::ExitCode;
 use llmchat::auth;
 use llmchat::config::Config;
 use llmchat::domain::{OwnerId, Timestamp};
-use llmchat::store::{ApiKeyRepository, DynamoStore, StoreError, schema};
+use llmchat::store::dynamo::{DynamoStore, schema};
+use llmchat::store::{ApiKeyRepository, StoreError};
 
 const USAGE: &str = "usage: llmchat-admin create-table | issue-key --owner <owner> | revoke-key --key-id <id> | openapi";
 

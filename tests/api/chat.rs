@@ -299,7 +299,7 @@ async fn a_reply_left_streaming_past_its_lease_reads_as_incomplete_and_frees_the
         .update_item()
         .table_name(table)
         .key("PK", AttributeValue::S(format!("SESSION#{session}")))
-        .key("SK", AttributeValue::S(llmchat::store::schema::message_sk(2)))
+        .key("SK", AttributeValue::S(llmchat::store::dynamo::schema::message_sk(2)))
         .update_expression("SET #s = :streaming, lease_until = :past, content = :partial")
         .expression_attribute_names("#s", "status")
         .expression_attribute_values(":streaming", AttributeValue::S("streaming".into()))

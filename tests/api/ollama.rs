@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use llmchat::domain::{ModelOptions, Role};
-use llmchat::llm::{ChatModel, ChatRequest, ChatTurn, LlmError, OllamaClient, ReplyStream, TimeoutPhase};
+use llmchat::llm::ollama::OllamaClient;
+use llmchat::llm::{ChatModel, ChatRequest, ChatTurn, LlmError, ReplyStream, TimeoutPhase};
 use llmchat_tests::scripted_llm::{Script, ScriptedLlm, Step, done_line};
 use serde_json::json;
 

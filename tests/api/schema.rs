@@ -1,7 +1,7 @@
 //! The table `llmchat-admin create-table` makes (and tests use) is the table
 //! `template.yaml` declares: same keys, index and TTL attribute.
 
-use llmchat::store::schema;
+use llmchat::store::dynamo::schema;
 use serde_yaml::Value;
 
 use crate::helpers::spawn_app;

@@ -175,7 +175,7 @@ async fn session_ttl_is_written_when_configured() {
         .get_item()
         .table_name(t.app.store.table())
         .key("PK", AttributeValue::S(format!("SESSION#{id}")))
-        .key("SK", AttributeValue::S(llmchat::store::schema::SESSION_META_SK.into()))
+        .key("SK", AttributeValue::S(llmchat::store::dynamo::schema::SESSION_META_SK.into()))
         .send()
         .await
         .unwrap()
