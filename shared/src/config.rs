@@ -99,7 +99,7 @@ pub struct Config {
     pub max_context_tokens: u32,
     /// `LLMCHAT_MAX_REPLY_TOKENS`: the longest reply (`num_predict`) when a session sets none.
     pub max_reply_tokens: u32,
-    /// `LLMCHAT_SSE_KEEPALIVE_MS`: interval of `: keep-alive` comments while the model loads.
+    /// `LLMCHAT_SSE_KEEPALIVE_MS`: a `: keep-alive` comment goes out after this long without an event.
     pub sse_keepalive: Duration,
 }
 

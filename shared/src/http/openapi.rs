@@ -112,7 +112,7 @@ impl Modify for StreamEvents {
         let item = OneOfBuilder::new()
             .description(Some(
                 "One Server-Sent Event. The stream is `message.created`, then `reply.delta` events, then exactly one \
-`reply.completed` or `error`. Comment lines `: keep-alive` arrive every 10 s while the model loads.",
+`reply.completed` or `error`. A comment line `: keep-alive` arrives after any 10 s without an event.",
             ))
             .item(event(sse::MESSAGE_CREATED, "MessageCreated", "The user message is stored; the reply will have `reply_id`."))
             .item(event(sse::REPLY_DELTA, "ReplyDelta", "The next piece of the reply's text."))

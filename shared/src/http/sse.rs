@@ -103,28 +103,27 @@ impl SseSink for lambda_runtime::streaming::Sender {
 }
 
 /// Writes events to `sink` in order, numbering them, with a keep-alive
-/// comment every `keepalive` until the first delta. When the reader goes
-/// away, events are still drained (generation goes on regardless) but no
-/// longer written.
+/// comment after any `keepalive` without an event, before the first token and
+/// after it (API Gateway cuts a stream that stays silent too long). When the
+/// reader goes away, events are still drained (generation goes on regardless)
+/// but no longer written.
 pub async fn write_events(mut sink: impl SseSink, mut events: UnboundedReceiver<StreamEvent>, keepalive: std::time::Duration) {
     let mut next_id = 0u64;
     let mut reader_gone = false;
-    let mut waiting_for_model = true;
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
+    let silence = tokio::time::sleep(keepalive);
+    tokio::pin!(silence);
     loop {
         let chunk = tokio::select! {
             event = events.recv() => match event {
                 None => break,
                 Some(event) => {
-                    if matches!(event, StreamEvent::Delta(_) | StreamEvent::Completed(_) | StreamEvent::Error(_)) {
-                        waiting_for_model = false;
-                    }
                     next_id += 1;
                     event.encode(next_id - 1)
                 }
             },
-            _ = ticker.tick(), if waiting_for_model => KEEP_ALIVE.to_owned(),
+            _ = &mut silence => KEEP_ALIVE.to_owned(),
         };
+        silence.as_mut().reset(tokio::time::Instant::now() + keepalive);
         if !reader_gone && sink.send(Bytes::from(chunk)).await.is_err() {
             tracing::info!("stream reader went away; the reply is still generated and stored");
             reader_gone = true;
@@ -157,25 +156,27 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn keep_alives_flow_until_the_first_delta_and_ids_count_events() {
+    async fn keep_alives_fill_every_silence_and_ids_count_events() {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let sink = Collect::default();
         let seen = sink.0.clone();
         let writer = tokio::spawn(write_events(sink, rx, Duration::from_secs(10)));
+        // 25 s before the first token, then 25 s of silence after it, then a burst.
         tokio::time::sleep(Duration::from_secs(25)).await;
         tx.send(delta("a")).unwrap();
-        tokio::time::sleep(Duration::from_secs(30)).await;
+        tokio::time::sleep(Duration::from_secs(25)).await;
         tx.send(delta("b\nc")).unwrap();
+        tx.send(delta("d")).unwrap();
         drop(tx);
         writer.await.unwrap();
         let seen = seen.lock().unwrap().clone();
-        assert_eq!(seen[0], KEEP_ALIVE);
-        assert_eq!(seen[1], KEEP_ALIVE);
+        let kinds: Vec<&str> = seen.iter().map(|c| if c == KEEP_ALIVE { "ka" } else { "event" }).collect();
+        assert_eq!(kinds, ["ka", "ka", "event", "ka", "ka", "event", "event"], "{seen:?}");
         assert!(seen[2].starts_with("id: 0\nevent: reply.delta\ndata: {"), "{}", seen[2]);
-        assert_eq!(seen.len(), 4, "no keep-alive once tokens flow: {seen:?}");
-        assert!(seen[3].starts_with("id: 1\n"));
-        assert!(seen[3].contains(r#""delta":"b\nc""#), "newlines stay inside the JSON string");
-        assert_eq!(seen[3].matches("\n\n").count(), 1, "one event, one blank line");
+        assert!(seen[5].starts_with("id: 1\n"));
+        assert!(seen[5].contains(r#""delta":"b\nc""#), "newlines stay inside the JSON string");
+        assert_eq!(seen[5].matches("\n\n").count(), 1, "one event, one blank line");
+        assert!(seen[6].starts_with("id: 2\n"));
     }
 
     #[tokio::test]
