@@ -136,6 +136,17 @@ start_dynamodb_on_free_port() {
     die "could not start DynamoDB Local"
 }
 
+# The Lambda functions: the package names of the crates under functions/, one
+# a line (each function's binary has its package's name). The scripts' one
+# list of them: deploy-check, figures and the local stack build these.
+function_packages() {
+    python3 - "$LLMCHAT_ROOT/functions" <<'PY'
+import pathlib, sys, tomllib
+for manifest in sorted(pathlib.Path(sys.argv[1]).glob("*/Cargo.toml")):
+    print(tomllib.loads(manifest.read_text())["package"]["name"])
+PY
+}
+
 print_log_tail() { # LOGFILE [LINES]
     [[ -s $1 ]] || { log "($1 is empty)"; return 0; }
     log "---- last ${2:-40} lines of $1 ----"
