@@ -8,8 +8,14 @@ LLMCHAT_CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/llmchat"
 # Per-checkout runtime state (logs, pid files); gitignored.
 # shellcheck disable=SC2034 # used by the scripts that source this file
 LLMCHAT_STATE_DIR="$LLMCHAT_ROOT/.llmchat"
+# The model of sessions that name none (LLMCHAT_DEFAULT_MODEL overrides it),
+# and the one the project's own Ollama (scripts/ollama.sh) serves. The
+# functions' own default is DEFAULT_MODEL in shared/src/config.rs.
+# shellcheck disable=SC2034 # used by the scripts that source this file
+DEFAULT_MODEL="gemma3:270m"
+# Where `ollama serve` listens unless told otherwise.
+OLLAMA_DEFAULT_PORT=11434
 
-# Messages go to stderr so stdout stays clean for values callers capture (API keys).
 # Runs FUNCTION on every exit; Ctrl-C, SIGTERM and SIGHUP exit with the
 # conventional 128+signal status, so FUNCTION sees why and runs once.
 on_exit_run() {
@@ -20,6 +26,7 @@ on_exit_run() {
     trap 'exit 129' HUP
 }
 
+# Messages go to stderr so stdout stays clean for values callers capture (API keys).
 log() { printf '[llmchat] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
@@ -134,6 +141,21 @@ start_dynamodb_on_free_port() {
         log "retrying on another port"
     done
     die "could not start DynamoDB Local"
+}
+
+# Sets and exports OLLAMA_URL for the local stack: the one given; else Ollama's
+# default address when an Ollama answers there; else the project's own Ollama
+# (scripts/ollama.sh), started on PORT with ollama.pid and ollama.log in DIR
+# (stop it with: scripts/ollama.sh stop DIR/ollama.pid).
+# Usage: use_ollama DIR PORT
+use_ollama() {
+    local default="http://127.0.0.1:$OLLAMA_DEFAULT_PORT"
+    if [[ -z ${OLLAMA_URL:-} && "$(http_code GET "$default/api/tags" 3)" == 000 ]]; then
+        log "no Ollama at $default: starting the project's own (Ollama + Gemma 3 270M)"
+        "$LLMCHAT_ROOT/scripts/ollama.sh" start "$2" "$1/ollama.pid" "$1/ollama.log"
+        OLLAMA_URL="http://127.0.0.1:$2"
+    fi
+    export OLLAMA_URL="${OLLAMA_URL:-$default}"
 }
 
 # The Lambda functions: the package names of the crates under functions/, one

@@ -16,7 +16,10 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 OLLAMA_VERSION="v0.11.4"
-MODEL_NAME="gemma3:270m"
+# The stack's default model is what this Ollama serves: a new DEFAULT_MODEL
+# (scripts/lib.sh) needs scripts/requirements-model.txt, GGUF and the
+# Modelfile to follow.
+MODEL_NAME="$DEFAULT_MODEL"
 OLLAMA_DIR="$LLMCHAT_CACHE_DIR/ollama"
 OLLAMA_BIN="$OLLAMA_DIR/$OLLAMA_VERSION/bin/ollama"
 MODEL_VENV="$OLLAMA_DIR/venv-model"
