@@ -14,9 +14,8 @@ cd "$LLMCHAT_ROOT"
 ensure_dev_tools
 
 # Every function crate, and nothing else of the workspace (tools, tests).
-mapfile -t FUNCTIONS < <(function_packages)
 FUNCTION_PACKAGES=()
-for f in "${FUNCTIONS[@]}"; do FUNCTION_PACKAGES+=(-p "$f"); done
+for dir in functions/*/; do FUNCTION_PACKAGES+=(-p "$(basename "$dir")"); done
 
 RUNS="${RUNS:-15}"
 
@@ -67,7 +66,8 @@ PY
 
 echo "| function | arm64 bootstrap | cold start to first poll (x86_64, median of $RUNS) |"
 echo "|---|---|---|"
-for f in "${FUNCTIONS[@]}"; do
+for dir in functions/*/; do
+    f="$(basename "$dir")"
     arm="target/lambda/$f/bootstrap"
     x86="target/x86/lambda/$f/bootstrap"
     size="$(du -k "$arm" | cut -f1)"

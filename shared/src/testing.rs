@@ -139,6 +139,8 @@ impl ScriptedModel {
 /// A stream of a [`ScriptedModel`].
 pub struct ScriptedStream {
     steps: VecDeque<Step>,
+    /// The end of the pause under way, kept so that a dropped `next` resumes it.
+    pause_until: Option<tokio::time::Instant>,
     dropped_early: Arc<Mutex<u32>>,
 }
 
@@ -147,7 +149,11 @@ impl ChatModel for ScriptedModel {
 
     async fn chat_stream(&self, request: &ChatRequest) -> Result<ScriptedStream, LlmError> {
         self.requests.lock().unwrap().push(request.clone());
-        Ok(ScriptedStream { steps: self.script.iter().cloned().collect(), dropped_early: self.dropped_early.clone() })
+        Ok(ScriptedStream {
+            steps: self.script.iter().cloned().collect(),
+            pause_until: None,
+            dropped_early: self.dropped_early.clone(),
+        })
     }
 
     async fn models(&self) -> Result<Vec<ModelInfo>, LlmError> {
@@ -162,8 +168,12 @@ impl ChatModel for ScriptedModel {
 impl ReplyStream for ScriptedStream {
     async fn next(&mut self) -> Option<Result<ChatEvent, LlmError>> {
         loop {
+            if let Some(until) = self.pause_until {
+                tokio::time::sleep_until(until).await;
+                self.pause_until = None;
+            }
             match self.steps.pop_front()? {
-                Step::Pause(d) => tokio::time::sleep(d).await,
+                Step::Pause(d) => self.pause_until = Some(tokio::time::Instant::now() + d),
                 Step::Event(event) => return Some(Ok(event)),
                 Step::Fail(err) => {
                     self.steps.clear();

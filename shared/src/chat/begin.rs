@@ -7,7 +7,7 @@ use super::context;
 use super::{Begun, ChatError, LEASE_GRACE, Pending};
 use crate::config::Config;
 use crate::domain::limits::MAX_HISTORY_MESSAGES;
-use crate::domain::{Message, ModelOptions, OwnerId, SendMessage, Timestamp};
+use crate::domain::{Message, MessageStatus, ModelOptions, OwnerId, SendMessage, Timestamp};
 use crate::llm::ChatRequest;
 use crate::store::{BeginError, IdempotencyRecord, MessageRepository};
 
@@ -31,6 +31,8 @@ pub async fn begin<S: MessageRepository>(
         return Err(ChatError::ReplyInProgress);
     }
 
+    // A reply left `streaming` past its lease lost its writer: this send stores it as `incomplete`.
+    let abandoned = state.recent.first().filter(|m| m.status == MessageStatus::Streaming);
     let session = state.session;
     let mut options = match &input.options {
         Some(overrides) => session.options.overridden_by(overrides),
@@ -68,7 +70,7 @@ pub async fn begin<S: MessageRepository>(
         reply_seq: reply.seq,
     });
 
-    match store.begin_exchange(&session, expected_seq, &user, &reply, idempotency.as_ref()).await {
+    match store.begin_exchange(&session, expected_seq, &user, &reply, idempotency.as_ref(), abandoned).await {
         Ok(()) => {}
         Err(BeginError::Duplicate) => {
             let id = input.client_message_id.as_deref().unwrap_or_default();

@@ -1,22 +1,25 @@
 //! Step two of a send: stream the model's reply into the store.
 
-use std::time::Instant;
+use tokio::time::Instant;
 
-use super::{CHECKPOINT_INTERVAL, ChatError, LEASE_GRACE, Pending};
+use super::{ChatError, LEASE_GRACE, LEASE_RENEW_INTERVAL, LOG_FLUSH_BYTES, LOG_FLUSH_INTERVAL, Pending};
 use crate::config::Config;
 use crate::domain::limits::MAX_REPLY_BYTES;
 use crate::domain::{Message, MessageStatus, Timestamp};
 use crate::llm::{ChatEvent, ChatModel, Completion, LlmError, ReplyStream, TimeoutPhase};
-use crate::store::{MessageRepository, StoreError};
+use crate::store::{LogPart, MessageRepository, StoreError};
 
 /// A reply's outcome: the reply as it ended, and what went wrong, if anything.
 #[derive(Debug)]
 pub struct Generated {
+    /// Its status is `cancelled` when a cancel stopped it.
     pub reply: Message,
     /// The model failed or timed out: the reply is `failed` or `incomplete`.
     pub llm_error: Option<LlmError>,
     /// Storing the final reply failed (`NotFound`: the session was deleted meanwhile).
     pub save_error: Option<StoreError>,
+    /// Another writer holds the reply now: this generator stopped without writing.
+    pub superseded: bool,
 }
 
 impl Generated {
@@ -24,6 +27,7 @@ impl Generated {
     pub fn problem(&self) -> Option<ChatError> {
         match (&self.llm_error, &self.save_error) {
             (Some(e), _) => Some(ChatError::Llm(e.clone())),
+            (None, _) if self.superseded => Some(ChatError::Superseded),
             (None, Some(StoreError::ConditionFailed | StoreError::NotFound)) => Some(ChatError::NotFound("session")),
             (None, Some(e)) => Some(ChatError::Storage(StoreError::Unavailable(e.to_string()))),
             (None, None) => None,
@@ -32,8 +36,28 @@ impl Generated {
 
     /// Whether the text so far is stored.
     pub fn text_saved(&self) -> bool {
-        self.save_error.is_none() && !self.reply.content.is_empty()
+        self.save_error.is_none() && !self.superseded && !self.reply.content.is_empty()
     }
+}
+
+/// How generation stopped.
+enum Stop {
+    Finished(Completion),
+    Failed(LlmError),
+    /// A cancel was asked for.
+    Cancelled,
+    /// The reply is no longer this generator's (taken over, or deleted).
+    Lost,
+}
+
+/// The reply's log as this generator writes it: what is appended, what waits.
+struct Log {
+    /// Bytes of the reply's text already appended.
+    flushed: usize,
+    next_part: u32,
+    /// When the oldest text still waiting arrived.
+    waiting_since: Option<Instant>,
+    last_write: Instant,
 }
 
 /// Generates and stores the reply. `on_delta` sees each piece of text as it
@@ -46,46 +70,105 @@ pub async fn generate<S: MessageRepository, M: ChatModel>(
     mut on_delta: impl FnMut(&str),
 ) -> Generated {
     let Pending { mut reply, request, .. } = pending;
-    let outcome = async {
-        let mut stream = llm.chat_stream(&request).await?;
-        let mut last_save = Instant::now();
-        while let Some(event) = stream.next().await {
-            match event? {
-                ChatEvent::Delta(text) => {
-                    reply.content.push_str(&text);
-                    on_delta(&text);
-                    if reply.content.len() >= MAX_REPLY_BYTES {
-                        // A reply that would not fit in its item: end it here, as a length stop.
-                        tracing::warn!(bytes = reply.content.len(), "reply reached the size limit");
-                        return Ok(Completion { done_reason: Some("length".to_owned()), ..Completion::default() });
+    let mut log = Log { flushed: 0, next_part: 0, waiting_since: None, last_write: Instant::now() };
+    let stop = match llm.chat_stream(&request).await {
+        Err(e) => Stop::Failed(e),
+        Ok(mut stream) => {
+            loop {
+                // Text waiting goes out LOG_FLUSH_INTERVAL after it arrived; with none, the lease is renewed.
+                let due = match log.waiting_since {
+                    Some(since) => since + LOG_FLUSH_INTERVAL,
+                    None => log.last_write + LEASE_RENEW_INTERVAL,
+                };
+                let write_due = tokio::select! {
+                    event = stream.next() => match event {
+                        None => break Stop::Failed(LlmError::Failed("the stream ended without a result".to_owned())),
+                        Some(Err(e)) => break Stop::Failed(e),
+                        Some(Ok(ChatEvent::Done(completion))) => break Stop::Finished(completion),
+                        Some(Ok(ChatEvent::Progress)) => false,
+                        Some(Ok(ChatEvent::Delta(text))) => {
+                            reply.content.push_str(&text);
+                            on_delta(&text);
+                            log.waiting_since.get_or_insert_with(Instant::now);
+                            if reply.content.len() >= MAX_REPLY_BYTES {
+                                // A reply that would not fit in its item: end it here, as a length stop.
+                                tracing::warn!(bytes = reply.content.len(), "reply reached the size limit");
+                                break Stop::Finished(Completion { done_reason: Some("length".to_owned()), ..Completion::default() });
+                            }
+                            reply.content.len() - log.flushed >= LOG_FLUSH_BYTES
+                        }
+                    },
+                    _ = tokio::time::sleep_until(due) => true,
+                };
+                if write_due {
+                    if let Some(stop) = append(store, config, &mut reply, &mut log).await {
+                        // Dropping the stream closes the model's connection: it stops generating.
+                        break stop;
                     }
                 }
-                ChatEvent::Progress => {}
-                ChatEvent::Done(completion) => return Ok(completion),
-            }
-            // Text or not, a working backend renews the lease, so a live reply never reads as abandoned.
-            if last_save.elapsed() >= CHECKPOINT_INTERVAL {
-                reply.lease_until = Some(Timestamp::now().plus(config.llm_idle_timeout + LEASE_GRACE));
-                if let Err(e) = store.checkpoint_reply(&reply).await {
-                    tracing::warn!(error = %e, "could not checkpoint the reply; generation goes on");
-                }
-                last_save = Instant::now();
             }
         }
-        Err(LlmError::Failed("the stream ended without a result".to_owned()))
-    }
-    .await;
+    };
+    finish(store, reply, stop).await
+}
 
+/// Appends the waiting text (if any) and renews the lease. `Some` when the
+/// generator must stop: a cancel was asked for, or the reply is not its own.
+async fn append<S: MessageRepository>(store: &S, config: &Config, reply: &mut Message, log: &mut Log) -> Option<Stop> {
+    reply.lease_until = Some(Timestamp::now().plus(config.llm_idle_timeout + LEASE_GRACE));
+    let part = (reply.content.len() > log.flushed).then(|| LogPart {
+        index: log.next_part,
+        offset: log.flushed,
+        text: reply.content[log.flushed..].to_owned(),
+    });
+    match store.append_reply(reply, part.as_ref()).await {
+        Ok(()) => {
+            if part.is_some() {
+                log.flushed = reply.content.len();
+                log.next_part += 1;
+            }
+            log.waiting_since = None;
+            log.last_write = Instant::now();
+            None
+        }
+        Err(StoreError::ConditionFailed) => Some(why_refused(store, reply).await),
+        Err(e) => {
+            // The next write tries again; the lease covers a few failures.
+            tracing::warn!(error = %e, "could not append to the reply's log; generation goes on");
+            log.last_write = Instant::now();
+            None
+        }
+    }
+}
+
+/// A write was refused: a cancel, or another writer (or none: the session is gone).
+async fn why_refused<S: MessageRepository>(store: &S, reply: &Message) -> Stop {
+    match store.get_message(reply.session_id, reply.seq).await {
+        Ok(Some(stored))
+            if stored.status == MessageStatus::Streaming && stored.generation == reply.generation && stored.cancel_requested =>
+        {
+            Stop::Cancelled
+        }
+        _ => Stop::Lost,
+    }
+}
+
+/// Stores how the reply ended (unless it is no longer this generator's).
+async fn finish<S: MessageRepository>(store: &S, mut reply: Message, stop: Stop) -> Generated {
     reply.completed_at = Some(Timestamp::now());
     reply.lease_until = None;
-    let llm_error = match outcome {
-        Ok(completion) => {
+    let mut llm_error = None;
+    match stop {
+        Stop::Finished(completion) => {
             reply.status = MessageStatus::Complete;
             reply.done_reason = completion.done_reason;
             reply.usage = Some(completion.usage);
-            None
         }
-        Err(err) => {
+        Stop::Cancelled => {
+            reply.status = MessageStatus::Cancelled;
+            tracing::info!(chars = reply.content.len(), "reply cancelled");
+        }
+        Stop::Failed(err) => {
             reply.status = match err {
                 LlmError::Timeout(TimeoutPhase::BetweenTokens) => MessageStatus::Incomplete,
                 LlmError::Timeout(_) if !reply.content.is_empty() => MessageStatus::Incomplete,
@@ -93,15 +176,21 @@ pub async fn generate<S: MessageRepository, M: ChatModel>(
             };
             reply.error_code = Some(err.code());
             tracing::warn!(error = %err, status = ?reply.status, chars = reply.content.len(), "reply did not complete");
-            Some(err)
+            llm_error = Some(err);
         }
-    };
+        Stop::Lost => {
+            tracing::warn!("the reply is no longer this generator's: it stops without writing");
+            let gone = matches!(store.get_message(reply.session_id, reply.seq).await, Ok(None));
+            let save_error = gone.then_some(StoreError::NotFound);
+            return Generated { superseded: !gone, reply, llm_error, save_error };
+        }
+    }
     // If this fails, the client is told so; the lease makes the stored reply
-    // read back as `incomplete`, with the text of the last checkpoint.
+    // read back as `incomplete`, with the text of its log.
     let save_error = store.finish_reply(&reply).await.err();
     if let Some(e) = &save_error {
         tracing::error!(error = %e, "could not store the final reply");
     }
     tracing::info!(status = ?reply.status, chars = reply.content.len(), "reply finished");
-    Generated { reply, llm_error, save_error }
+    Generated { reply, llm_error, save_error, superseded: false }
 }

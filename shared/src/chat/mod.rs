@@ -5,9 +5,14 @@
 //!    conditional transaction, before the model is called. The transaction's
 //!    condition on `last_seq` gives each session one reply at a time and a
 //!    strictly increasing `seq`.
-//! 2. [`generate`] streams the model's reply, saving the text so far at most
-//!    every [`CHECKPOINT_INTERVAL`] and renewing the reply's lease, then stores
-//!    the final reply: `complete`, or `incomplete` / `failed` with its text so far.
+//! 2. [`generate`] streams the model's reply, appending its text to the reply's
+//!    log at most every [`LOG_FLUSH_INTERVAL`] or [`LOG_FLUSH_BYTES`] and
+//!    renewing the reply's lease, then stores the final reply: `complete`, or
+//!    `incomplete` / `failed` / `cancelled` with its text so far. Every write is
+//!    conditional on the reply's generation token (fencing): a generator that
+//!    lost its reply stops at its next write.
+//! 3. [`follow`] reads a reply from any position while it is written, for a
+//!    reader that rejoins it; [`cancel`] asks its generator to stop.
 //!
 //! Generation never depends on the client: a client that goes away loses nothing.
 //! The use case names the model only through [`ChatModel`](crate::llm::ChatModel)
@@ -21,14 +26,23 @@ use crate::llm::{ChatRequest, LlmError};
 use crate::store::StoreError;
 
 mod begin;
+mod control;
 pub mod context;
 mod generate;
 
 pub use begin::begin;
+pub use control::{CANCEL_WAIT, Cancelled, FOLLOW_POLL_INTERVAL, Followed, Position, cancel, check_position, follow, locate_reply};
 pub use generate::{Generated, generate};
 
-/// Longest time between two saves of a reply's text: a crash loses at most this much.
-pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
+/// Longest time new text waits before it is appended to the reply's log: a
+/// crash loses at most this much, and a follower lags by about this much.
+pub const LOG_FLUSH_INTERVAL: Duration = Duration::from_millis(250);
+/// New text is appended as soon as this many bytes wait, whatever the time.
+pub const LOG_FLUSH_BYTES: usize = 2 * 1024;
+/// While the model is silent, the lease is renewed this often; a cancel is
+/// noticed at the next write, so within this while silent and within
+/// [`LOG_FLUSH_INTERVAL`] while text flows.
+pub const LEASE_RENEW_INTERVAL: Duration = Duration::from_secs(1);
 /// Slack added to a reply's lease beyond the longest wait the writer itself allows.
 pub const LEASE_GRACE: Duration = Duration::from_secs(15);
 
@@ -67,6 +81,13 @@ pub enum ChatError {
     /// The new message cannot fit in the model's context even alone.
     #[error("{0}")]
     ContextOverflow(String),
+    /// A resume position that is not in the reply.
+    #[error("{0}")]
+    BadPosition(String),
+    /// The reply was taken over by another writer (its lease had run out) while
+    /// this generator was away: nothing more was written.
+    #[error("this reply was taken over by another request; it is stored as that request left it")]
+    Superseded,
     #[error(transparent)]
     Llm(LlmError),
     #[error(transparent)]

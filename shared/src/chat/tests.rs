@@ -3,7 +3,9 @@
 //! checkpoint cadence.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use uuid::Uuid;
 
@@ -12,8 +14,9 @@ use crate::App;
 use crate::domain::limits::MAX_REPLY_BYTES;
 use crate::domain::{ErrorCode, MessageStatus, Order, OwnerId, Role, SendMessage, Session};
 use crate::llm::{ChatEvent, Completion};
+use crate::domain::Message;
 use crate::store::dynamo::DynamoStore;
-use crate::store::{BeginError, IdempotencyRecord, Listed, MessageRepository, SendState};
+use crate::store::{BeginError, IdempotencyRecord, Listed, LogPart, MessageRepository, SendState, StoreError};
 use crate::testing::{ScriptedModel, Step, app_on_fresh_table, new_session};
 
 fn send(content: &str) -> SendMessage {
@@ -41,7 +44,7 @@ async fn begin_new(app: &App, owner: &OwnerId, session: &Session, content: &str)
     }
 }
 
-async fn stored(app: &App, session: &Session) -> Vec<crate::domain::Message> {
+async fn stored(app: &App, session: &Session) -> Vec<Message> {
     app.store.list_messages(session.id, Order::Asc, 100, None).await.unwrap().items
 }
 
@@ -123,13 +126,13 @@ async fn a_second_send_during_a_reply_is_refused_and_a_retry_replays() {
     ));
 }
 
-/// The DynamoDB store, with the time of every checkpoint write noted.
-struct CheckpointClock {
+/// The DynamoDB store, with every append to a reply's log noted: when, and how many bytes.
+struct WriteLog {
     inner: DynamoStore,
-    at: Arc<Mutex<Vec<Instant>>>,
+    appends: Arc<Mutex<Vec<(Instant, usize)>>>,
 }
 
-impl MessageRepository for CheckpointClock {
+impl MessageRepository for WriteLog {
     async fn load_for_send(&self, owner: &OwnerId, id: Uuid, window: usize) -> Result<SendState, StoreError> {
         self.inner.load_for_send(owner, id, window).await
     }
@@ -137,24 +140,34 @@ impl MessageRepository for CheckpointClock {
         &self,
         session: &Session,
         expected_seq: u64,
-        user: &crate::domain::Message,
-        reply: &crate::domain::Message,
+        user: &Message,
+        reply: &Message,
         idempotency: Option<&IdempotencyRecord>,
+        abandoned: Option<&Message>,
     ) -> Result<(), BeginError> {
-        self.inner.begin_exchange(session, expected_seq, user, reply, idempotency).await
+        self.inner.begin_exchange(session, expected_seq, user, reply, idempotency, abandoned).await
     }
     async fn get_idempotency(&self, id: Uuid, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         self.inner.get_idempotency(id, key).await
     }
-    async fn get_message(&self, id: Uuid, seq: u64) -> Result<Option<crate::domain::Message>, StoreError> {
+    async fn get_message(&self, id: Uuid, seq: u64) -> Result<Option<Message>, StoreError> {
         self.inner.get_message(id, seq).await
     }
-    async fn checkpoint_reply(&self, reply: &crate::domain::Message) -> Result<(), StoreError> {
-        self.at.lock().unwrap().push(Instant::now());
-        self.inner.checkpoint_reply(reply).await
+    async fn find_message(&self, owner: &OwnerId, id: Uuid, message_id: Uuid) -> Result<Option<Message>, StoreError> {
+        self.inner.find_message(owner, id, message_id).await
     }
-    async fn finish_reply(&self, reply: &crate::domain::Message) -> Result<(), StoreError> {
+    async fn append_reply(&self, reply: &Message, part: Option<&LogPart>) -> Result<(), StoreError> {
+        self.appends.lock().unwrap().push((Instant::now(), part.map_or(0, |p| p.text.len())));
+        self.inner.append_reply(reply, part).await
+    }
+    async fn finish_reply(&self, reply: &Message) -> Result<(), StoreError> {
         self.inner.finish_reply(reply).await
+    }
+    async fn request_cancel(&self, id: Uuid, seq: u64) -> Result<bool, StoreError> {
+        self.inner.request_cancel(id, seq).await
+    }
+    async fn read_reply(&self, id: Uuid, seq: u64, from: u32) -> Result<Option<(Message, Vec<LogPart>)>, StoreError> {
+        self.inner.read_reply(id, seq, from).await
     }
     async fn list_messages(
         &self,
@@ -162,34 +175,201 @@ impl MessageRepository for CheckpointClock {
         order: Order,
         limit: u32,
         after: Option<u64>,
-    ) -> Result<Listed<crate::domain::Message, u64>, StoreError> {
+    ) -> Result<Listed<Message, u64>, StoreError> {
         self.inner.list_messages(id, order, limit, after).await
     }
 }
 
+fn write_log(app: &App) -> WriteLog {
+    WriteLog { inner: app.store.clone(), appends: Arc::default() }
+}
+
 #[tokio::test]
-async fn checkpoints_come_at_most_once_per_interval_while_tokens_flow() {
+async fn text_is_appended_at_a_bounded_cadence_while_tokens_flow() {
     let (app, owner, session) = fixture().await;
-    let tick = Duration::from_millis(100);
     let mut script = Vec::new();
-    for i in 0..45 {
-        script.push(Step::Pause(tick));
+    for i in 0..30 {
+        script.push(Step::Pause(Duration::from_millis(100)));
         script.push(delta(&format!("{i} ")));
     }
     script.push(done());
-    let store = CheckpointClock { inner: app.store.clone(), at: Arc::default() };
+    let store = write_log(&app);
     let pending = begin_new(&app, &owner, &session, "count slowly").await;
     let started = Instant::now();
     let generated = generate(&store, &ScriptedModel::new(script), &app.config, pending, |_| {}).await;
     let elapsed = started.elapsed();
     assert!(generated.problem().is_none());
 
-    let at = store.at.lock().unwrap().clone();
-    assert!(!at.is_empty(), "a reply longer than the interval is checkpointed ({elapsed:?})");
-    assert!(at.len() as u128 <= elapsed.as_millis() / CHECKPOINT_INTERVAL.as_millis(), "{} in {elapsed:?}", at.len());
-    let mut previous = started;
-    for t in at {
-        assert!(t - previous >= CHECKPOINT_INTERVAL, "checkpoints {:?} apart", t - previous);
-        previous = t;
+    let appends: Vec<(Instant, usize)> = store.appends.lock().unwrap().iter().copied().filter(|(_, n)| *n > 0).collect();
+    assert!(appends.len() >= 2, "a reply of {elapsed:?} is appended as it grows: {appends:?}");
+    let limit = elapsed.as_millis() / LOG_FLUSH_INTERVAL.as_millis() + 1;
+    assert!(appends.len() as u128 <= limit, "{} appends in {elapsed:?}", appends.len());
+    for pair in appends.windows(2) {
+        assert!(pair[1].0 - pair[0].0 >= LOG_FLUSH_INTERVAL, "appends {:?} apart", pair[1].0 - pair[0].0);
     }
+    let appended: usize = appends.iter().map(|(_, n)| n).sum();
+    assert!(appended <= generated.reply.content.len(), "no text is appended twice");
+}
+
+#[tokio::test]
+async fn writes_grow_linearly_with_the_reply() {
+    let (app, owner, session) = fixture().await;
+    let mut counts = Vec::new();
+    for kib in [16usize, 160] {
+        let piece = "y".repeat(256);
+        let mut script: Vec<Step> = (0..kib * 4).map(|_| delta(&piece)).collect();
+        script.push(done());
+        let store = write_log(&app);
+        let pending = begin_new(&app, &owner, &session, &format!("{kib} KiB please")).await;
+        let generated = generate(&store, &ScriptedModel::new(script), &app.config, pending, |_| {}).await;
+        assert!(generated.problem().is_none());
+        let appends = store.appends.lock().unwrap().clone();
+        let bytes: usize = appends.iter().map(|(_, n)| n).sum();
+        let len = generated.reply.content.len();
+        assert_eq!(len, kib * 1024);
+        assert!(bytes <= len, "each byte is appended at most once: {bytes} for {len}");
+        assert!(appends.len() <= len / LOG_FLUSH_BYTES + 2, "{} appends for {len} bytes", appends.len());
+        assert!(appends.len() >= len / (LOG_FLUSH_BYTES + piece.len()), "{} appends for {len} bytes", appends.len());
+        counts.push(appends.len());
+    }
+    // Ten times the text, about ten times the writes (not a hundred).
+    assert!(counts[1] <= counts[0] * 12, "writes {counts:?}");
+}
+
+/// Sets a stored reply's attribute directly, as another writer (or a test) would.
+async fn forge(app: &App, session: &Session, seq: u64, expression: &str, value: &str) {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    app.store
+        .client()
+        .update_item()
+        .table_name(app.store.table())
+        .key("PK", AttributeValue::S(format!("SESSION#{}", session.id)))
+        .key("SK", AttributeValue::S(crate::store::dynamo::schema::message_sk(seq)))
+        .update_expression(expression)
+        .expression_attribute_values(":v", AttributeValue::S(value.to_owned()))
+        .send()
+        .await
+        .unwrap();
+}
+
+fn slow_reply(tokens: usize) -> ScriptedModel {
+    let mut script = Vec::new();
+    for i in 0..tokens {
+        script.push(Step::Pause(Duration::from_millis(100)));
+        script.push(delta(&format!("t{i} ")));
+    }
+    script.push(done());
+    ScriptedModel::new(script)
+}
+
+#[tokio::test]
+async fn a_generator_whose_token_was_replaced_cannot_write() {
+    let (app, owner, session) = fixture().await;
+    let pending = begin_new(&app, &owner, &session, "hi").await;
+    let seq = pending.reply.seq;
+    forge(&app, &session, seq, "SET gen = :v", "another-writer").await;
+    let model = slow_reply(20);
+    let generated = generate(&app.store, &model, &app.config, pending, |_| {}).await;
+
+    assert!(matches!(generated.problem(), Some(ChatError::Superseded)), "{:?}", generated.problem());
+    assert_eq!(model.dropped_early(), 1, "the model's connection is closed at the refused write");
+    let stored = app.store.get_message(session.id, seq).await.unwrap().unwrap();
+    assert_eq!((stored.status, stored.content.as_str()), (MessageStatus::Streaming, ""), "nothing was written");
+    assert_eq!(stored.generation.as_deref(), Some("another-writer"));
+}
+
+#[tokio::test]
+async fn a_reply_past_its_lease_is_stored_incomplete_by_the_next_send_and_its_generator_stops() {
+    let (app, owner, session) = fixture().await;
+    let pending = begin_new(&app, &owner, &session, "first").await;
+    let seq = pending.reply.seq;
+    let model = slow_reply(30);
+    let first = {
+        let (store, config, model) = (app.store.clone(), app.config.clone(), model.clone());
+        tokio::spawn(async move { generate(&store, &model, &config, pending, |_| {}).await })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    forge(&app, &session, seq, "SET lease_until = :v", "2020-01-01T00:00:00.000Z").await;
+    let second = begin_new(&app, &owner, &session, "second").await;
+    assert_eq!(second.user.seq, seq + 1);
+
+    let stored = app.store.get_message(session.id, seq).await.unwrap().unwrap();
+    assert_eq!(stored.status, MessageStatus::Incomplete, "stored as it reads");
+    assert!(!stored.content.is_empty(), "with the text its log held");
+    let generated = first.await.unwrap();
+    assert!(matches!(generated.problem(), Some(ChatError::Superseded)));
+    let after = app.store.get_message(session.id, seq).await.unwrap().unwrap();
+    assert_eq!((after.status, after.content), (MessageStatus::Incomplete, stored.content), "never overwritten");
+}
+
+#[tokio::test]
+async fn a_cancel_stops_the_generator_and_keeps_the_text_so_far() {
+    let (app, owner, session) = fixture().await;
+    let pending = begin_new(&app, &owner, &session, "long one").await;
+    let reply_id = pending.reply.id;
+    let model = slow_reply(100);
+    let generator = {
+        let (store, config, model) = (app.store.clone(), app.config.clone(), model.clone());
+        tokio::spawn(async move { generate(&store, &model, &config, pending, |_| {}).await })
+    };
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let cancelled = cancel(&app.store, &owner, session.id, reply_id).await;
+    let Cancelled::Ended(reply) = cancelled.expect("cancelled") else {
+        panic!("the generator stores the cancelled reply within the wait");
+    };
+    assert_eq!(reply.status, MessageStatus::Cancelled);
+    assert!(reply.content.starts_with("t0 "), "the text so far is kept: {:?}", reply.content);
+    let generated = generator.await.unwrap();
+    assert!(generated.problem().is_none(), "a cancel is not a failure");
+    assert_eq!(generated.reply.content, reply.content);
+    assert_eq!(model.dropped_early(), 1, "the model's connection is closed");
+
+    let again = cancel(&app.store, &owner, session.id, reply_id).await.unwrap();
+    assert!(matches!(again, Cancelled::Ended(ref r) if r.status == MessageStatus::Cancelled && r.content == reply.content));
+    let stranger = OwnerId::parse("mallory").unwrap();
+    assert!(matches!(cancel(&app.store, &stranger, session.id, reply_id).await, Err(ChatError::NotFound(_))));
+}
+
+#[tokio::test]
+async fn a_follower_sees_the_rest_from_any_position() {
+    let (app, owner, session) = fixture().await;
+    let pending = begin_new(&app, &owner, &session, "tell me").await;
+    let reply = pending.reply.clone();
+    let model = slow_reply(15);
+    let generator = {
+        let (store, config) = (app.store.clone(), app.config.clone());
+        tokio::spawn(async move { generate(&store, &model, &config, pending, |_| {}).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut seen = String::new();
+    let mut ended = None;
+    follow(&app.store, &reply, 0, |event| {
+        match event {
+            Followed::Delta { text, end } => {
+                seen.push_str(&text);
+                assert_eq!(end, seen.len(), "positions count the bytes so far");
+            }
+            Followed::Ended(m) => ended = Some(m),
+        }
+        true
+    })
+    .await
+    .unwrap();
+    let generated = generator.await.unwrap();
+    assert_eq!(seen, generated.reply.content, "no gap, no repeat");
+    assert_eq!(ended.map(|m| m.status), Some(MessageStatus::Complete));
+
+    // From the middle of an ended reply: the rest, then the end.
+    let middle = seen.len() / 2;
+    let middle = (middle..seen.len()).find(|i| seen.is_char_boundary(*i)).unwrap();
+    let mut rest = String::new();
+    follow(&app.store, &reply, middle, |e| {
+        if let Followed::Delta { text, .. } = e {
+            rest.push_str(&text);
+        }
+        true
+    })
+    .await
+    .unwrap();
+    assert_eq!(format!("{}{rest}", &seen[..middle]), seen);
 }

@@ -44,6 +44,8 @@ pub enum MessageStatus {
     Incomplete,
     /// A reply the model failed to produce: the text so far, if any, is kept.
     Failed,
+    /// A reply stopped by a cancel: the text so far is kept.
+    Cancelled,
 }
 
 /// A message as stored.
@@ -65,6 +67,11 @@ pub struct Message {
     pub error_code: Option<ErrorCode>,
     /// While streaming: the writer renews this; past it, the writer is presumed dead.
     pub lease_until: Option<Timestamp>,
+    /// While streaming: the token of the one generator allowed to write this
+    /// reply. Every write of a generator is conditional on it (fencing).
+    pub generation: Option<String>,
+    /// While streaming: someone asked to stop this reply.
+    pub cancel_requested: bool,
 }
 
 impl Message {
@@ -86,11 +93,13 @@ impl Message {
             context_truncated: false,
             error_code: None,
             lease_until: None,
+            generation: None,
+            cancel_requested: false,
         }
     }
 
     /// A reply about to be written by `model`: empty, `streaming`, its writer
-    /// presumed alive until `lease_until`.
+    /// presumed alive until `lease_until`, and holding a fresh generation token.
     pub fn pending_reply(session_id: Uuid, seq: u64, model: String, now: Timestamp, lease_until: Timestamp) -> Self {
         Message {
             role: Role::Assistant,
@@ -98,6 +107,7 @@ impl Message {
             completed_at: None,
             model: Some(model),
             lease_until: Some(lease_until),
+            generation: Some(Uuid::new_v4().to_string()),
             ..Message::user(session_id, seq, String::new(), None, now)
         }
     }

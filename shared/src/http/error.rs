@@ -140,6 +140,8 @@ impl From<ChatError> for ApiError {
             ChatError::ReplyInProgress => ApiError::Conflict(ErrorCode::ReplyInProgress, err.to_string()),
             ChatError::IdempotencyKeyReused => ApiError::IdempotencyKeyReused,
             ChatError::ContextOverflow(detail) => ApiError::ContextOverflow(detail),
+            ChatError::BadPosition(detail) => ApiError::BadRequest(detail),
+            ChatError::Superseded => ApiError::Conflict(ErrorCode::ReplySuperseded, err.to_string()),
             ChatError::Llm(e) => ApiError::Llm(e),
             ChatError::Storage(e) => ApiError::StorageUnavailable(e),
         }

@@ -30,9 +30,11 @@ pub trait ChatModel: Send + Sync + 'static {
 }
 
 /// A reply being generated: call [`ReplyStream::next`] until it returns `None`.
-/// Dropping it closes the connection to the backend.
+/// Dropping it closes the connection to the backend (which stops generating).
 pub trait ReplyStream: Send {
     /// The next event: deltas, then one `Done`, then `None`. An error ends the stream.
+    /// Cancel-safe: dropping the future before it completes loses no event and
+    /// does not restart a timeout, so a caller may `select!` on it.
     fn next(&mut self) -> impl Future<Output = Option<Result<ChatEvent, LlmError>>> + Send;
 }
 

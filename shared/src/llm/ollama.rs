@@ -126,6 +126,7 @@ impl OllamaClient {
             lines: LineBuffer::new(),
             first_token_deadline: started + self.first_token_timeout,
             idle_timeout: self.idle_timeout,
+            last_chunk_at: started,
             seen_any: false,
             finished: false,
         })
@@ -236,6 +237,8 @@ pub struct ChatStream {
     lines: LineBuffer,
     first_token_deadline: Instant,
     idle_timeout: Duration,
+    /// When the last bytes arrived: the silence between tokens counts from here.
+    last_chunk_at: Instant,
     seen_any: bool,
     finished: bool,
 }
@@ -269,8 +272,10 @@ impl ReplyStream for ChatStream {
                     Err(e) => return Some(Err(self.fail(e))),
                 }
             }
+            // Deadlines, not fresh waits: a caller may drop this future (to do
+            // something else) and call again without restarting the clock.
             let wait = if self.seen_any {
-                self.idle_timeout
+                (self.last_chunk_at + self.idle_timeout).saturating_duration_since(Instant::now())
             } else {
                 self.first_token_deadline.saturating_duration_since(Instant::now())
             };
@@ -281,6 +286,7 @@ impl ReplyStream for ChatStream {
                     return Some(Err(self.fail(LlmError::Failed(format!("connection lost: {}", error_text(&e))))));
                 }
                 Ok(Ok(Some(bytes))) => {
+                    self.last_chunk_at = Instant::now();
                     self.lines.push(&bytes);
                     if self.lines.pending_len() > MAX_LINE_BYTES {
                         let err = LlmError::Failed(format!("a stream line is longer than {MAX_LINE_BYTES} bytes"));

@@ -107,6 +107,15 @@ pub struct IdempotencyRecord {
     pub reply_seq: u64,
 }
 
+/// A piece of a streaming reply's text, as its generator stored it: the reply's
+/// log is its parts in `index` order, each starting at byte `offset` of the text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogPart {
+    pub index: u32,
+    pub offset: usize,
+    pub text: String,
+}
+
 /// Why an exchange could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum BeginError {
@@ -121,7 +130,8 @@ pub enum BeginError {
 }
 
 pub trait MessageRepository: Send + Sync {
-    /// The owner's session and up to `window` newest messages, in one Query.
+    /// The owner's session and up to `window` newest messages, in one Query
+    /// (a reply still streaming has its text so far assembled from its log).
     fn load_for_send(
         &self,
         owner: &OwnerId,
@@ -131,7 +141,8 @@ pub trait MessageRepository: Send + Sync {
 
     /// In one transaction: moves the session's `last_seq` from `expected_seq`
     /// to the reply's seq, stores the user message and the `streaming` reply,
-    /// and records the idempotency key.
+    /// records the idempotency key, and stores `abandoned` (a reply left
+    /// streaming past its lease) as `incomplete` with its text so far.
     fn begin_exchange(
         &self,
         session: &Session,
@@ -139,6 +150,7 @@ pub trait MessageRepository: Send + Sync {
         user: &Message,
         reply: &Message,
         idempotency: Option<&IdempotencyRecord>,
+        abandoned: Option<&Message>,
     ) -> impl Future<Output = Result<(), BeginError>> + Send;
 
     fn get_idempotency(
@@ -147,13 +159,39 @@ pub trait MessageRepository: Send + Sync {
         client_message_id: &str,
     ) -> impl Future<Output = Result<Option<IdempotencyRecord>, StoreError>> + Send;
 
+    /// A message; a reply still streaming has its text so far assembled from its log.
     fn get_message(&self, session_id: Uuid, seq: u64) -> impl Future<Output = Result<Option<Message>, StoreError>> + Send;
 
-    /// Saves the reply's text so far and renews its lease, while it is still `streaming`.
-    fn checkpoint_reply(&self, reply: &Message) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The owner's message with this id (newest messages are found first), or
+    /// `None`; `NotFound` when the session is not the owner's.
+    fn find_message(
+        &self,
+        owner: &OwnerId,
+        session_id: Uuid,
+        message_id: Uuid,
+    ) -> impl Future<Output = Result<Option<Message>, StoreError>> + Send;
 
-    /// Stores the reply's final state, while it is still `streaming`.
+    /// Appends `part` (if any) to the reply's log and renews its lease to
+    /// `reply.lease_until`, only while the reply is `streaming` under
+    /// `reply.generation` and nobody asked to cancel it (else `ConditionFailed`).
+    fn append_reply(&self, reply: &Message, part: Option<&LogPart>) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Stores the reply's final state (whole text, status, usage), only while
+    /// it is `streaming` under `reply.generation` (else `ConditionFailed`).
     fn finish_reply(&self, reply: &Message) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Asks the generator of a `streaming` reply to stop; `false` when the
+    /// reply is not streaming (it has ended, or is gone).
+    fn request_cancel(&self, session_id: Uuid, seq: u64) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// A reply as stored (its `content` is the final text only once it has
+    /// ended) and the parts of its log from `from_part` on: what a follower reads.
+    fn read_reply(
+        &self,
+        session_id: Uuid,
+        seq: u64,
+        from_part: u32,
+    ) -> impl Future<Output = Result<Option<(Message, Vec<LogPart>)>, StoreError>> + Send;
 
     /// A page of the session's messages (ownership is checked by the caller).
     fn list_messages(

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::{DynamoStore, Item, from_item, owned_session, s, sdk_error, to_attr, to_item};
 use super::schema::*;
 use crate::domain::{ErrorCode, Message, MessageStatus, Order, OwnerId, Role, Session, Timestamp, Usage};
-use crate::store::{BeginError, IdempotencyRecord, Listed, MessageRepository, SendState, StoreError};
+use crate::store::{BeginError, IdempotencyRecord, Listed, LogPart, MessageRepository, SendState, StoreError};
 
 #[derive(Serialize, Deserialize)]
 struct MessageItem {
@@ -39,8 +39,26 @@ struct MessageItem {
     error_code: Option<ErrorCode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     lease_until: Option<Timestamp>,
+    /// The generation token of the one writer allowed while streaming.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    r#gen: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    cancel_requested: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     expires_at: Option<i64>,
+}
+
+/// One part of a streaming reply's log.
+#[derive(Serialize, Deserialize)]
+struct LogItem {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    part: u32,
+    offset: u64,
+    text: String,
+    expires_at: i64,
 }
 
 impl MessageItem {
@@ -62,6 +80,8 @@ impl MessageItem {
             context_truncated: m.context_truncated,
             error_code: m.error_code,
             lease_until: m.lease_until,
+            r#gen: m.generation.clone(),
+            cancel_requested: m.cancel_requested,
             expires_at,
         }
     }
@@ -83,6 +103,8 @@ impl MessageItem {
             context_truncated: self.context_truncated,
             error_code: self.error_code,
             lease_until: self.lease_until,
+            generation: self.r#gen,
+            cancel_requested: self.cancel_requested,
         }
     }
 }
@@ -109,19 +131,71 @@ fn built<E: std::fmt::Display>(e: E) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+/// How long the parts of a reply's log are kept: the final reply holds the
+/// whole text, so the table's TTL removes them a day later at no cost.
+const LOG_PART_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// The condition of every generator write (fencing): the reply is still
+/// `streaming` and still held by this generation.
+const HELD_BY_GENERATION: &str = "#status = :streaming AND #gen = :gen";
+
 impl DynamoStore {
-    /// An update of the reply's text that applies only while the reply is still
-    /// `streaming`: a finished reply, or a deleted session's, is never written over.
-    fn update_streaming_reply(&self, reply: &Message) -> UpdateItemFluentBuilder {
+    /// An update of the reply that applies only while its generator still holds
+    /// it: a finished, cancelled, taken-over or deleted reply is never written over.
+    fn fenced_update(&self, reply: &Message) -> UpdateItemFluentBuilder {
         self.client
             .update_item()
             .table_name(&self.table)
             .key(PK, s(session_pk(reply.session_id)))
             .key(SK, s(message_sk(reply.seq)))
-            .condition_expression("#status = :streaming")
+            .condition_expression(HELD_BY_GENERATION)
             .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#gen", "gen")
             .expression_attribute_values(":streaming", s("streaming"))
-            .expression_attribute_values(":content", s(&reply.content))
+            .expression_attribute_values(":gen", s(reply.generation.clone().unwrap_or_default()))
+    }
+
+    /// The parts of reply `seq`'s log from `from_part` on, in order (strongly consistent).
+    async fn read_log(&self, session_id: Uuid, seq: u64, from_part: u32) -> Result<Vec<LogPart>, StoreError> {
+        let mut parts = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk AND #sk BETWEEN :from AND :to")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":pk", s(session_pk(session_id)))
+                .expression_attribute_values(":from", s(log_sk(seq, from_part)))
+                .expression_attribute_values(":to", s(log_sk(seq, u32::MAX)))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            for item in out.items.unwrap_or_default() {
+                let item: LogItem = from_item(item)?;
+                parts.push(LogPart { index: item.part, offset: item.offset as usize, text: item.text });
+            }
+            match out.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return Ok(parts),
+            }
+        }
+    }
+
+    /// A reply still streaming keeps its text in its log: put it in `content`
+    /// (a reply with no log yet keeps the content its item holds).
+    async fn assemble(&self, mut message: Message) -> Result<Message, StoreError> {
+        if message.status == MessageStatus::Streaming {
+            let parts = self.read_log(message.session_id, message.seq, 0).await?;
+            if !parts.is_empty() {
+                message.content = parts.into_iter().map(|p| p.text).collect();
+            }
+        }
+        Ok(message)
     }
 }
 
@@ -150,7 +224,11 @@ impl MessageRepository for DynamoStore {
             return Err(StoreError::NotFound);
         }
         let session = owned_session(first, owner)?;
-        let recent = items.map(|item| message_from(item, session_id)).collect::<Result<Vec<_>, _>>()?;
+        let mut recent = items.map(|item| message_from(item, session_id)).collect::<Result<Vec<_>, _>>()?;
+        // Only the newest message can still be streaming.
+        if let Some(newest) = recent.first_mut() {
+            *newest = self.assemble(newest.clone()).await?;
+        }
         Ok(SendState { session, recent, older_exist: out.last_evaluated_key.is_some() })
     }
 
@@ -161,6 +239,7 @@ impl MessageRepository for DynamoStore {
         user: &Message,
         reply: &Message,
         idempotency: Option<&IdempotencyRecord>,
+        abandoned: Option<&Message>,
     ) -> Result<(), BeginError> {
         let expires_at = session.expires_at.map(|t| t.unix_seconds());
         let now = user.created_at;
@@ -203,6 +282,27 @@ impl MessageRepository for DynamoStore {
             };
             writes.push(TransactWriteItem::builder().put(put(to_item(&item)?)?).build());
         }
+        if let Some(old) = abandoned {
+            // Its writer is gone: store what it wrote, as `incomplete`, unless it came back meanwhile.
+            let update = Update::builder()
+                .table_name(&self.table)
+                .key(PK, s(session_pk(old.session_id)))
+                .key(SK, s(message_sk(old.seq)))
+                .update_expression(
+                    "SET #status = :incomplete, content = :content, completed_at = :now REMOVE lease_until, #gen, cancel_requested",
+                )
+                .condition_expression("#status = :streaming AND lease_until < :now")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_names("#gen", "gen")
+                .expression_attribute_values(":incomplete", s("incomplete"))
+                .expression_attribute_values(":streaming", s("streaming"))
+                .expression_attribute_values(":content", s(&old.content))
+                .expression_attribute_values(":now", s(now.to_string()))
+                .build()
+                .map_err(built)?;
+            writes.push(TransactWriteItem::builder().update(update).build());
+        }
+        let abandoned_at = writes.len() - 1;
         let result = self.client.transact_write_items().set_transact_items(Some(writes)).send().await;
         let Err(err) = result else { return Ok(()) };
         let failed = |index: usize| {
@@ -224,7 +324,7 @@ impl MessageRepository for DynamoStore {
             }
             _ => false,
         };
-        if failed(0) || conflict {
+        if failed(0) || conflict || (abandoned.is_some() && failed(abandoned_at)) {
             return Err(BeginError::Busy);
         }
         Err(BeginError::Store(sdk_error(err)))
@@ -244,27 +344,141 @@ impl MessageRepository for DynamoStore {
     }
 
     async fn get_message(&self, session_id: Uuid, seq: u64) -> Result<Option<Message>, StoreError> {
-        let item = self.get_item(session_pk(session_id), message_sk(seq)).await?;
-        item.map(|item| message_from(item, session_id)).transpose()
+        let Some(item) = self.get_item(session_pk(session_id), message_sk(seq)).await? else { return Ok(None) };
+        Ok(Some(self.assemble(message_from(item, session_id)?).await?))
     }
 
-    async fn checkpoint_reply(&self, reply: &Message) -> Result<(), StoreError> {
-        let update = self.update_streaming_reply(reply);
-        let update = match reply.lease_until {
-            Some(lease) => update
-                .update_expression("SET content = :content, lease_until = :lease")
-                .expression_attribute_values(":lease", s(lease.to_string())),
-            None => update.update_expression("SET content = :content"),
+    async fn find_message(&self, owner: &OwnerId, session_id: Uuid, message_id: Uuid) -> Result<Option<Message>, StoreError> {
+        // Newest first from the session item down: the session (for the owner
+        // check) and the message pass the filter, nothing else is returned.
+        let mut start: Option<Item> = None;
+        let mut session_checked = false;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk AND #sk >= :from")
+                .filter_expression("attribute_exists(#owner) OR id = :id")
+                .expression_attribute_names("#owner", "owner")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":pk", s(session_pk(session_id)))
+                .expression_attribute_values(":from", s(MESSAGE_SK_PREFIX))
+                .expression_attribute_values(":id", s(message_id.to_string()))
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            for item in out.items.unwrap_or_default() {
+                if item.get(SK).and_then(|v| v.as_s().ok()).map(String::as_str) == Some(SESSION_META_SK) {
+                    owned_session(item, owner)?;
+                    session_checked = true;
+                } else if session_checked {
+                    return Ok(Some(self.assemble(message_from(item, session_id)?).await?));
+                }
+            }
+            if !session_checked {
+                return Err(StoreError::NotFound);
+            }
+            match out.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return Ok(None),
+            }
+        }
+    }
+
+    async fn append_reply(&self, reply: &Message, part: Option<&LogPart>) -> Result<(), StoreError> {
+        let lease = reply.lease_until.map(|t| t.to_string()).unwrap_or_default();
+        let renew = Update::builder()
+            .table_name(&self.table)
+            .key(PK, s(session_pk(reply.session_id)))
+            .key(SK, s(message_sk(reply.seq)))
+            .update_expression("SET lease_until = :lease")
+            .condition_expression(format!("{HELD_BY_GENERATION} AND attribute_not_exists(cancel_requested)"))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#gen", "gen")
+            .expression_attribute_values(":streaming", s("streaming"))
+            .expression_attribute_values(":gen", s(reply.generation.clone().unwrap_or_default()))
+            .expression_attribute_values(":lease", s(lease))
+            .build()
+            .map_err(built)?;
+        let mut writes = vec![TransactWriteItem::builder().update(renew).build()];
+        if let Some(part) = part {
+            let item = LogItem {
+                pk: session_pk(reply.session_id),
+                sk: log_sk(reply.seq, part.index),
+                part: part.index,
+                offset: part.offset as u64,
+                text: part.text.clone(),
+                expires_at: Timestamp::now().plus(LOG_PART_TTL).unix_seconds(),
+            };
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(to_item(&item)?))
+                .condition_expression("attribute_not_exists(PK)")
+                .build()
+                .map_err(built)?;
+            writes.push(TransactWriteItem::builder().put(put).build());
+        }
+        let result = self.client.transact_write_items().set_transact_items(Some(writes)).send().await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                let refused = match err.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                        c.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed"))
+                    }
+                    _ => false,
+                };
+                Err(if refused { StoreError::ConditionFailed } else { sdk_error(err) })
+            }
+        }
+    }
+
+    async fn request_cancel(&self, session_id: Uuid, seq: u64) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(session_pk(session_id)))
+            .key(SK, s(message_sk(seq)))
+            .update_expression("SET cancel_requested = :yes")
+            .condition_expression("#status = :streaming")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":streaming", s("streaming"))
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .send()
+            .await
+            .map_err(sdk_error);
+        match result {
+            Ok(_) => Ok(true),
+            Err(StoreError::ConditionFailed) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn read_reply(&self, session_id: Uuid, seq: u64, from_part: u32) -> Result<Option<(Message, Vec<LogPart>)>, StoreError> {
+        let Some(item) = self.get_item(session_pk(session_id), message_sk(seq)).await? else { return Ok(None) };
+        let reply = message_from(item, session_id)?;
+        let parts = if reply.status == MessageStatus::Streaming {
+            self.read_log(session_id, seq, from_part).await?
+        } else {
+            Vec::new()
         };
-        update.send().await.map_err(sdk_error)?;
-        Ok(())
+        Ok(Some((reply, parts)))
     }
 
     async fn finish_reply(&self, reply: &Message) -> Result<(), StoreError> {
-        // Only over a reply still streaming: a deleted session's reply is not brought back.
+        // Only while this generation holds the reply: a deleted session's reply
+        // is not brought back, and a taken-over one is not written over.
         let mut set = vec!["content = :content", "#status = :status"];
-        let mut update =
-            self.update_streaming_reply(reply).expression_attribute_values(":status", to_attr(&reply.status)?);
+        let mut update = self
+            .fenced_update(reply)
+            .expression_attribute_values(":content", s(&reply.content))
+            .expression_attribute_values(":status", to_attr(&reply.status)?);
         if let Some(at) = reply.completed_at {
             set.push("completed_at = :completed_at");
             update = update.expression_attribute_values(":completed_at", s(at.to_string()));
@@ -282,7 +496,7 @@ impl MessageRepository for DynamoStore {
             update = update.expression_attribute_values(":error_code", to_attr(&code)?);
         }
         update
-            .update_expression(format!("SET {} REMOVE lease_until", set.join(", ")))
+            .update_expression(format!("SET {} REMOVE lease_until, #gen, cancel_requested", set.join(", ")))
             .send()
             .await
             .map_err(sdk_error)?;
@@ -326,12 +540,15 @@ impl MessageRepository for DynamoStore {
             return Ok(Listed { items: Vec::new(), next: None });
         }
         let out = query.send().await.map_err(sdk_error)?;
-        let items = out
+        let mut items = out
             .items
             .unwrap_or_default()
             .into_iter()
             .map(|item| message_from(item, session_id))
             .collect::<Result<Vec<_>, _>>()?;
+        for message in items.iter_mut().filter(|m| m.status == MessageStatus::Streaming) {
+            *message = self.assemble(message.clone()).await?;
+        }
         let next = match (&out.last_evaluated_key, items.last()) {
             (Some(_), Some(last)) => Some(last.seq),
             _ => None,

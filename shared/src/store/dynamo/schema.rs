@@ -6,6 +6,7 @@
 //! | session   | `SESSION#<id>`     | `SESSION`      | `OWNER#<owner>` | `<updated_at>#<id>`   |
 //! | message   | `SESSION#<id>`     | `MSG#<seq, 20 digits>` |         |                       |
 //! | idempotency | `SESSION#<id>`   | `IDEM#<client message id>` |     |                       |
+//! | reply log part | `SESSION#<id>`| `LOG#<seq, 20 digits>#<part, 10 digits>` | |                 |
 //! | API key   | `APIKEY#<key id>`  | `APIKEY`       |                 |                       |
 
 use aws_sdk_dynamodb::Client;
@@ -31,6 +32,8 @@ pub const SESSION_META_SK: &str = "SESSION";
 pub const MESSAGE_SK_PREFIX: &str = "MSG#";
 /// Sorts below `MSG#`, out of the way of that Query.
 pub const IDEMPOTENCY_SK_PREFIX: &str = "IDEM#";
+/// Also below `MSG#` (and above `IDEM#`): a reply's log never shows in history reads.
+pub const LOG_SK_PREFIX: &str = "LOG#";
 pub const API_KEY_SK: &str = "APIKEY";
 
 pub fn session_pk(id: uuid::Uuid) -> String {
@@ -47,6 +50,15 @@ pub fn owner_gsi_sk(updated_at: &crate::domain::Timestamp, id: uuid::Uuid) -> St
 
 pub fn message_sk(seq: u64) -> String {
     format!("{MESSAGE_SK_PREFIX}{seq:020}")
+}
+
+/// The prefix of every part of reply `seq`'s log.
+pub fn log_prefix(seq: u64) -> String {
+    format!("{LOG_SK_PREFIX}{seq:020}#")
+}
+
+pub fn log_sk(seq: u64, part: u32) -> String {
+    format!("{}{part:010}", log_prefix(seq))
 }
 
 pub fn idempotency_sk(client_message_id: &str) -> String {
