@@ -10,10 +10,11 @@ cd "$LLMCHAT_ROOT"
 ensure_dev_tools
 ensure_deploy_tools
 
+need_cmd cargo rustup python3
 # Every function crate, and nothing else of the workspace (tools, tests).
+mapfile -t FUNCTIONS < <(function_packages)
 FUNCTION_PACKAGES=()
-for dir in functions/*/; do FUNCTION_PACKAGES+=(-p "$(basename "$dir")"); done
-need_cmd cargo rustup
+for f in "${FUNCTIONS[@]}"; do FUNCTION_PACKAGES+=(-p "$f"); done
 
 # sam and cfn-lint need a region and credentials to exist, never to be valid.
 export AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=deploy-check AWS_SECRET_ACCESS_KEY=deploy-check
@@ -28,10 +29,8 @@ rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup ta
 log "cargo lambda build --release --arm64 (every function)"
 cargo lambda build --release --arm64 "${FUNCTION_PACKAGES[@]}"
 
-# The functions are the workspace's binaries under functions/.
 status=0
-for dir in functions/*/; do
-    f="$(basename "$dir")"
+for f in "${FUNCTIONS[@]}"; do
     bootstrap="target/lambda/$f/bootstrap"
     if [[ ! -f $bootstrap ]]; then
         log "missing $bootstrap"

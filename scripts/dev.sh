@@ -10,7 +10,8 @@
 #
 # Env (optional): DYNAMODB_PORT=8000 LLMCHAT_PORT=9000 LLMCHAT_TABLE_NAME=llmchat
 #   LLMCHAT_WATCH_CONCURRENCY=4 LLMCHAT_BIND_ADDRESS=127.0.0.1
-#   OLLAMA_URL=http://127.0.0.1:11434 LLMCHAT_DEFAULT_MODEL=gemma3:270m
+#   OLLAMA_URL (default: Ollama's default address, or the project's own Ollama)
+#   LLMCHAT_DEFAULT_MODEL (default: DEFAULT_MODEL in scripts/lib.sh)
 #   LLMCHAT_LOG_FORMAT=pretty LLMCHAT_CORS_ORIGINS=* LLMCHAT_READY_TIMEOUT=1200
 #   RUST_LOG (passed to the functions when set)
 set -euo pipefail
@@ -26,9 +27,6 @@ WATCH_LOG="$LLMCHAT_STATE_DIR/watch.log"
 WATCH_ENV="$LLMCHAT_STATE_DIR/watch.env"
 WATCH_PATTERN="lambda watch"
 OLLAMA_PIDFILE="$LLMCHAT_STATE_DIR/ollama.pid"
-OLLAMA_LOG="$LLMCHAT_STATE_DIR/ollama.log"
-# Ollama's own default address: used when OLLAMA_URL is not set.
-DEFAULT_OLLAMA_PORT=11434
 
 usage() {
     echo "usage:" >&2
@@ -85,14 +83,7 @@ cmd_up() {
     local timeout="${LLMCHAT_READY_TIMEOUT:-1200}"
     local base="http://127.0.0.1:$LLMCHAT_PORT"
     local key code started deadline next_note status
-    # A user's own Ollama (OLLAMA_URL, or anything on the default port) is used
-    # as it is; only when neither is there does the stack bring up its own.
-    local own_ollama=0
-    if [[ -z ${OLLAMA_URL:-} && "$(http_code GET "http://127.0.0.1:$DEFAULT_OLLAMA_PORT/api/tags" 3)" == 000 ]]; then
-        own_ollama=1
-    fi
-    export OLLAMA_URL="${OLLAMA_URL:-http://127.0.0.1:$DEFAULT_OLLAMA_PORT}"
-    export LLMCHAT_DEFAULT_MODEL="${LLMCHAT_DEFAULT_MODEL:-gemma3:270m}"
+    export LLMCHAT_DEFAULT_MODEL="${LLMCHAT_DEFAULT_MODEL:-$DEFAULT_MODEL}"
     export LLMCHAT_LOG_FORMAT="${LLMCHAT_LOG_FORMAT:-pretty}"
     export LLMCHAT_CORS_ORIGINS="${LLMCHAT_CORS_ORIGINS:-*}"
     need_cmd cargo java mvn curl python3 setsid flock pgrep
@@ -120,10 +111,10 @@ cmd_up() {
 
     on_exit_run cleanup
 
-    if ((own_ollama)); then
-        log "no Ollama at $OLLAMA_URL: starting the project's own (Ollama + Gemma 3 270M)"
-        "$LLMCHAT_ROOT/scripts/ollama.sh" start "$DEFAULT_OLLAMA_PORT" "$OLLAMA_PIDFILE" "$OLLAMA_LOG" 9>&-
-    elif [[ "$(http_code GET "$OLLAMA_URL/api/tags" 3)" == 000 ]]; then
+    # A user's own Ollama (OLLAMA_URL, or anything on the default port) is used
+    # as it is; only when neither is there does the stack bring up its own.
+    use_ollama "$LLMCHAT_STATE_DIR" "$OLLAMA_DEFAULT_PORT" 9>&-
+    if [[ "$(http_code GET "$OLLAMA_URL/api/tags" 3)" == 000 ]]; then
         log "warning: Ollama does not answer at $OLLAMA_URL; chat replies will fail until it runs"
         log "         (ollama serve; ollama pull $LLMCHAT_DEFAULT_MODEL)"
     fi

@@ -8,7 +8,8 @@
 # against straight from Ollama (scripts/e2e_real.py). Exits non-zero on any
 # failure.
 #
-# Env: OLLAMA_URL, LLMCHAT_DEFAULT_MODEL (gemma3:270m), E2E_REAL_RUNS (5).
+# Env: OLLAMA_URL, LLMCHAT_DEFAULT_MODEL (default: DEFAULT_MODEL in
+# scripts/lib.sh), E2E_REAL_RUNS (5).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -33,20 +34,12 @@ cleanup() {
 on_exit_run cleanup
 
 use_local_aws_env
-export LLMCHAT_DEFAULT_MODEL="${LLMCHAT_DEFAULT_MODEL:-gemma3:270m}"
-if [[ -n ${OLLAMA_URL:-} ]]; then
-    ollama_url="$OLLAMA_URL"
-elif [[ "$(http_code GET "http://127.0.0.1:11434/api/tags" 3)" != 000 ]]; then
-    ollama_url="http://127.0.0.1:11434"
-else
-    port="$(free_port)"
-    "$LLMCHAT_ROOT/scripts/ollama.sh" start "$port" "$RUN_DIR/ollama.pid" "$RUN_DIR/ollama.log"
-    ollama_url="http://127.0.0.1:$port"
-fi
-curl -s --max-time 5 "$ollama_url/api/tags" | grep -q "\"$LLMCHAT_DEFAULT_MODEL\"" ||
-    die "Ollama at $ollama_url does not serve $LLMCHAT_DEFAULT_MODEL (ollama pull $LLMCHAT_DEFAULT_MODEL)"
-log "real Ollama at $ollama_url, model $LLMCHAT_DEFAULT_MODEL"
+export LLMCHAT_DEFAULT_MODEL="${LLMCHAT_DEFAULT_MODEL:-$DEFAULT_MODEL}"
+use_ollama "$RUN_DIR" "$(free_port)"
+curl -s --max-time 5 "$OLLAMA_URL/api/tags" | grep -q "\"$LLMCHAT_DEFAULT_MODEL\"" ||
+    die "Ollama at $OLLAMA_URL does not serve $LLMCHAT_DEFAULT_MODEL (ollama pull $LLMCHAT_DEFAULT_MODEL)"
+log "real Ollama at $OLLAMA_URL, model $LLMCHAT_DEFAULT_MODEL"
 
 # A CPU model loads slowly: the stack gets the deployed default first-token wait.
-LLMCHAT_STACK_FIRST_TOKEN_TIMEOUT_MS=120000 start_local_stack "$RUN_DIR" "$ollama_url" e2e-real
-python3 "$LLMCHAT_ROOT/scripts/e2e_real.py" "$STACK_BASE" "$STACK_KEY" "$ollama_url" "$LLMCHAT_DEFAULT_MODEL" "${E2E_REAL_RUNS:-5}"
+LLMCHAT_STACK_FIRST_TOKEN_TIMEOUT_MS=120000 start_local_stack "$RUN_DIR" "$OLLAMA_URL" e2e-real
+python3 "$LLMCHAT_ROOT/scripts/e2e_real.py" "$STACK_BASE" "$STACK_KEY" "$OLLAMA_URL" "$LLMCHAT_DEFAULT_MODEL" "${E2E_REAL_RUNS:-5}"

