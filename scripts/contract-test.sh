@@ -15,20 +15,17 @@
 #   LLMCHAT_CONTRACT_SEED=1          generation seed: the same seed, the same requests
 #   LLMCHAT_CONTRACT_WORKERS=1       operations tested concurrently; more is faster,
 #                                    but the order of requests, and so the run, varies
-#   LLMCHAT_READY_TIMEOUT=1200       seconds to wait for the first build of the functions
+#   LLMCHAT_READY_TIMEOUT=1200       seconds the started stack may take to answer
+#                                    (scripts/local-stack.sh)
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-# shellcheck source=scripts/local-stack.sh
-source "$(dirname "${BASH_SOURCE[0]}")/local-stack.sh"
 cd "$LLMCHAT_ROOT"
 
-DDB="$LLMCHAT_ROOT/scripts/dynamodb-local.sh"
 MAX_EXAMPLES="${LLMCHAT_CONTRACT_MAX_EXAMPLES:-50}"
 SEED="${LLMCHAT_CONTRACT_SEED:-1}"
 WORKERS="${LLMCHAT_CONTRACT_WORKERS:-1}"
-READY_TIMEOUT="${LLMCHAT_READY_TIMEOUT:-1200}"
-for n in MAX_EXAMPLES SEED WORKERS READY_TIMEOUT; do
+for n in MAX_EXAMPLES SEED WORKERS; do
     [[ ${!n} =~ ^[0-9]+$ ]] || die "$n='${!n}' is not a number"
 done
 
@@ -55,7 +52,7 @@ cleanup() {
             grep -aE ' ERROR |panicked' "$WATCH_LOG" | tail -n 20 >&2
         fi
     fi
-    stop_local_stack "$RUN_DIR"
+    local_stack stop "$RUN_DIR"
     stop_pidfile "$RUN_DIR/ollama.pid" "scripted-ollama" "scripted Ollama"
     if ((rc == 0)); then
         rm -rf "$RUN_DIR"
@@ -68,11 +65,9 @@ cleanup() {
 }
 on_exit_run cleanup
 
-use_local_aws_env
 log "building scripted-ollama"
 cargo build -q -p llmchat-tests --bins
-target_dir="$(cargo metadata -q --format-version 1 --no-deps |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+target_dir="$(cargo_target_dir)"
 # The scripted Ollama picks a free port itself and prints its URL first. The
 # file exists before it starts, so reading it never races the redirection.
 : >"$RUN_DIR/ollama.out"
@@ -88,7 +83,10 @@ done
 [[ $ollama_url == http://* ]] || { print_log_tail "$RUN_DIR/ollama.log"; die "scripted-ollama did not start"; }
 log "scripted Ollama at $ollama_url"
 
-start_local_stack "$RUN_DIR" "$ollama_url" contract-test
+# The DynamoDB Local of `make test` when it runs this, else the stack's own.
+local_stack start "$RUN_DIR" --owner contract-test --llm "$ollama_url" \
+    --env LLMCHAT_LLM_FIRST_TOKEN_TIMEOUT_MS=5000
+load_stack_env "$RUN_DIR"
 base="$STACK_BASE"
 key="$STACK_KEY"
 

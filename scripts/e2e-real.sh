@@ -13,8 +13,6 @@
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-# shellcheck source=scripts/local-stack.sh
-source "$(dirname "${BASH_SOURCE[0]}")/local-stack.sh"
 cd "$LLMCHAT_ROOT"
 
 need_cmd cargo java mvn curl python3 setsid pgrep
@@ -26,14 +24,13 @@ RUN_DIR="$(mktemp -d "$LLMCHAT_STATE_DIR/e2e-real.XXXXXX")"
 cleanup() {
     local rc=$?
     trap '' INT TERM HUP
-    stop_local_stack "$RUN_DIR"
+    local_stack stop "$RUN_DIR"
     "$LLMCHAT_ROOT/scripts/ollama.sh" stop "$RUN_DIR/ollama.pid" || true
     if ((rc == 0)); then rm -rf "$RUN_DIR"; else log "e2e-real FAILED; logs kept in ${RUN_DIR#"$LLMCHAT_ROOT"/}"; fi
     exit "$rc"
 }
 on_exit_run cleanup
 
-use_local_aws_env
 export LLMCHAT_DEFAULT_MODEL="${LLMCHAT_DEFAULT_MODEL:-$DEFAULT_MODEL}"
 use_ollama "$RUN_DIR" "$(free_port)"
 curl -s --max-time 5 "$OLLAMA_URL/api/tags" | grep -q "\"$LLMCHAT_DEFAULT_MODEL\"" ||
@@ -41,5 +38,7 @@ curl -s --max-time 5 "$OLLAMA_URL/api/tags" | grep -q "\"$LLMCHAT_DEFAULT_MODEL\
 log "real Ollama at $OLLAMA_URL, model $LLMCHAT_DEFAULT_MODEL"
 
 # A CPU model loads slowly: the stack gets the deployed default first-token wait.
-LLMCHAT_STACK_FIRST_TOKEN_TIMEOUT_MS=120000 start_local_stack "$RUN_DIR" "$OLLAMA_URL" e2e-real
+local_stack start "$RUN_DIR" --owner e2e-real --llm "$OLLAMA_URL" \
+    --env LLMCHAT_LLM_FIRST_TOKEN_TIMEOUT_MS=120000
+load_stack_env "$RUN_DIR"
 python3 "$LLMCHAT_ROOT/scripts/e2e_real.py" "$STACK_BASE" "$STACK_KEY" "$OLLAMA_URL" "$LLMCHAT_DEFAULT_MODEL" "${E2E_REAL_RUNS:-5}"

@@ -169,6 +169,27 @@ for manifest in sorted(pathlib.Path(sys.argv[1]).glob("*/Cargo.toml")):
 PY
 }
 
+# Prints the directory cargo builds into here (honours CARGO_TARGET_DIR).
+cargo_target_dir() {
+    cargo metadata -q --format-version 1 --no-deps --manifest-path "$LLMCHAT_ROOT/Cargo.toml" |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
+}
+
+# The local stack (scripts/local-stack.sh start|env|stop DIR ...), the one way
+# the scripts and the end-to-end test start it.
+local_stack() { "$LLMCHAT_ROOT/scripts/local-stack.sh" "$@"; }
+
+# Sets STACK_BASE, STACK_KEY, ... from the stack running in DIR (what
+# `local-stack.sh env DIR` prints), without evaluating anything.
+# Usage: load_stack_env DIR
+load_stack_env() {
+    local line
+    [[ -s $1/stack.env ]] || die "no local stack runs in $1"
+    while IFS= read -r line; do
+        if [[ $line =~ ^(STACK_[A-Z_]+)=(.*)$ ]]; then printf -v "${BASH_REMATCH[1]}" '%s' "${BASH_REMATCH[2]}"; fi
+    done <"$1/stack.env"
+}
+
 print_log_tail() { # LOGFILE [LINES]
     [[ -s $1 ]] || { log "($1 is empty)"; return 0; }
     log "---- last ${2:-40} lines of $1 ----"

@@ -1,119 +1,295 @@
-# shellcheck shell=bash
-# Sourced by scripts that need the whole local stack on free ports, private
-# to one run: DynamoDB Local (or the test one), a fresh table and API key, and
-# every function under `cargo lambda watch` with the router in Cargo.toml.
+#!/usr/bin/env bash
+# The local stack, and the one way to start it: `make dev`, the contract test,
+# `make e2e-real` and the end-to-end test (tests/e2e) all start it here.
+# DynamoDB Local (or a given DynamoDB), a table with an API key, and every
+# function under `cargo lambda watch` with the router in Cargo.toml, on the
+# same paths as deployed.
 #
-#   start_local_stack RUN_DIR LLM_URL OWNER   sets STACK_BASE and STACK_KEY
-#   stop_local_stack RUN_DIR
+#   local-stack.sh start DIR --owner NAME --llm URL [OPTION...]
+#                            start it in the background; returns once every route answers
+#   local-stack.sh env DIR   print how to reach it, as NAME=VALUE lines: STACK_BASE,
+#                            STACK_KEY, STACK_TABLE, STACK_DYNAMODB, STACK_LLM (ok or down)
+#   local-stack.sh stop DIR  stop what start started (nothing running is fine)
 #
-# Needs scripts/lib.sh sourced and ensure_dev_tools done.
+# Options of start:
+#   --owner NAME       owner of the API key it issues (required)
+#   --llm URL          the Ollama the functions call, their OLLAMA_URL (required)
+#   --dynamodb URL     create the table in this DynamoDB (default: the one in
+#                      LLMCHAT_TEST_DYNAMODB_ENDPOINT, as `make test` sets it)
+#   --dynamodb-port N  start DynamoDB Local of the stack's own on port N; without it,
+#                      one is started on a free port when no DynamoDB is given
+#   --table NAME       the table (default: a new one, private to this stack)
+#   --port N           port of cargo lambda watch (default: a free port)
+#   --bind ADDR        address it listens on (default 127.0.0.1)
+#   --concurrency N    instances per function (default 2)
+#   --env NAME=VALUE   a setting for the functions, over the stack's own (repeatable)
+#   --dev              make dev's stack: a change to the code rebuilds and restarts the
+#                      functions, which are built where cargo builds by default, and
+#                      log in colour. Otherwise changes are ignored and the build goes
+#                      to target/e2e-watch, clear of the build lock of a `cargo test`.
+#
+# DIR holds the stack's pid files, logs (watch.log, dynamodb-local.log), the
+# functions' settings (watch.env) and stack.env (what `env` prints); one stack
+# per DIR. Env: LLMCHAT_READY_TIMEOUT (seconds for the started watch to answer,
+# default 1200), LLMCHAT_DEFAULT_MODEL (default: DEFAULT_MODEL in scripts/lib.sh).
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-start_local_stack() {
-    local RUN_DIR=$1 llm_url=$2 owner=$3
-    local DDB="$LLMCHAT_ROOT/scripts/dynamodb-local.sh" WATCH_LOG="$RUN_DIR/watch.log"
-    local READY_TIMEOUT="${LLMCHAT_READY_TIMEOUT:-1200}"
-    local ddb_port target_dir key port base watch_pid deadline code route method path f
-    local -a routes functions
-    use_local_aws_env
-    if [[ -n ${LLMCHAT_TEST_DYNAMODB_ENDPOINT:-} ]]; then
-        export DYNAMODB_ENDPOINT="$LLMCHAT_TEST_DYNAMODB_ENDPOINT"
-    else
-        "$DDB" install
-        ddb_port="$(start_dynamodb_on_free_port "$RUN_DIR/dynamodb-local.pid" "$RUN_DIR/dynamodb-local.log")"
-        export DYNAMODB_ENDPOINT="http://127.0.0.1:$ddb_port"
-    fi
-    # A table of its own: a shared DynamoDB Local may hold other runs' tables.
-    export LLMCHAT_TABLE_NAME="llmchat-${owner}-${RUN_DIR##*.}-$$"
+DDB="$LLMCHAT_ROOT/scripts/dynamodb-local.sh"
+WATCH_PATTERN="lambda watch"
+# Fills the path parameters of the router's routes.
+SOME_ID=00000000-0000-0000-0000-000000000000
 
-    log "building llmchat-admin"
-    cargo build -q -p llmchat-admin
-    target_dir="$(cargo metadata -q --format-version 1 --no-deps |
-        python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
-    admin() { "$target_dir/debug/llmchat-admin" "$@"; }
+usage() {
+    echo "usage:" >&2
+    sed -n '8,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+    exit 2
+}
 
-    log "creating table $LLMCHAT_TABLE_NAME at $DYNAMODB_ENDPOINT"
-    admin create-table
-    key="$(admin issue-key --owner "$owner" | tail -n 1)"
-    [[ $key == lck_* ]] || die "llmchat-admin issue-key printed no key"
-
-
-    # NO_COLOR: the log is a file to read and grep, not a terminal.
-    printf '%s=%s\n' \
-        LLMCHAT_TABLE_NAME "$LLMCHAT_TABLE_NAME" \
-        DYNAMODB_ENDPOINT "$DYNAMODB_ENDPOINT" \
-        OLLAMA_URL "$llm_url" \
-        AWS_ACCESS_KEY_ID "$AWS_ACCESS_KEY_ID" \
-        AWS_SECRET_ACCESS_KEY "$AWS_SECRET_ACCESS_KEY" \
-        AWS_REGION "$AWS_REGION" \
-        LLMCHAT_LOG_FORMAT pretty \
-        LLMCHAT_LLM_FIRST_TOKEN_TIMEOUT_MS "${LLMCHAT_STACK_FIRST_TOKEN_TIMEOUT_MS:-5000}" \
-        LLMCHAT_DEFAULT_MODEL "${LLMCHAT_DEFAULT_MODEL:-$DEFAULT_MODEL}" \
-        NO_COLOR 1 \
-        >"$RUN_DIR/watch.env"
-
-    # The watch builds each function on its first request, which would eat into
-    # schemathesis' request timeout. Built here first, one `cargo build --bin` per
-    # function exactly as the watch's `cargo run --bin` does, so features resolve
-    # the same and the watch finds everything fresh. target/e2e-watch is shared
-    # with the end-to-end test: after `cargo test` little is left to compile.
-    local CARGO_TARGET_DIR="$LLMCHAT_ROOT/target/e2e-watch"
-    export CARGO_TARGET_DIR
-    # The router in Cargo.toml, as lines "FUNCTION METHOD PATH" (METHOD GET where a
-    # function serves every method); path parameters filled with a UUID.
-    mapfile -t routes < <(python3 - <<'PY'
-import re, tomllib
-with open("Cargo.toml", "rb") as f:
+# The router in Cargo.toml, as lines "FUNCTION METHOD PATH" (METHOD GET where a
+# function serves every method), path parameters filled with SOME_ID.
+router_routes() {
+    python3 - "$LLMCHAT_ROOT/Cargo.toml" "$SOME_ID" <<'PY'
+import re, sys, tomllib
+with open(sys.argv[1], "rb") as f:
     router = tomllib.load(f)["workspace"]["metadata"]["lambda"]["watch"]["router"]
 for path, target in router.items():
-    path = re.sub(r"\{[^}]*\}", "00000000-0000-0000-0000-000000000000", path)
+    path = re.sub(r"\{[^}]*\}", sys.argv[2], path)
     for t in [{"function": target}] if isinstance(target, str) else target:
         print(t["function"], t.get("method", "GET"), path)
 PY
-    )
-    ((${#routes[@]} > 0)) || die "no routes in the router of Cargo.toml"
-    mapfile -t functions < <(printf '%s\n' "${routes[@]}" | cut -d' ' -f1 | sort -u)
-    log "building the functions: ${functions[*]} (the first build takes minutes)"
-    for f in "${functions[@]}"; do
-        cargo build -q --manifest-path Cargo.toml --bin "$f"
+}
+
+# Writes the functions' env file: NAME=VALUE arguments, one line per name, the
+# last value given for a name winning. An env file rather than --env-var, which
+# splits values on commas (a list of CORS origins).
+write_env_file() { # FILE NAME=VALUE...
+    local file=$1
+    shift
+    printf '%s\n' "$@" | awk '{
+        name = substr($0, 1, index($0, "=") - 1)
+        if (!(name in value)) order[n++] = name
+        value[name] = $0
+    } END { for (i = 0; i < n; i++) print value[order[i]] }' >"$file"
+}
+
+# Set once start has begun, for the EXIT trap: a start that fails or is
+# interrupted stops whatever it had started.
+START_DIR=
+# shellcheck disable=SC2317 # invoked through the EXIT trap
+abort_start() {
+    local rc=$?
+    trap '' INT TERM HUP
+    if ((rc != 0)) && [[ -n $START_DIR ]]; then
+        log "the local stack did not start; stopping what it started"
+        cmd_stop "$START_DIR"
+    fi
+    exit "$rc"
+}
+
+cmd_start() {
+    local dir=$1
+    shift
+    local owner='' llm='' dynamodb="${LLMCHAT_TEST_DYNAMODB_ENDPOINT:-}" dynamodb_given=0 ddb_port='' table=''
+    # Bound to loopback by default: the stack runs with fake credentials.
+    local port='' bind=127.0.0.1 concurrency=2 dev=0
+    local -a extra=()
+    while (($# > 0)); do
+        if [[ $1 == --dev ]]; then
+            dev=1
+            shift
+            continue
+        fi
+        (($# >= 2)) || die "start: $1 is not an option, or its value is missing"
+        case $1 in
+            --owner) owner=$2 ;;
+            --llm) llm=$2 ;;
+            --dynamodb) dynamodb=$2 dynamodb_given=1 ;;
+            --dynamodb-port) ddb_port=$2 ;;
+            --table) table=$2 ;;
+            --port) port=$2 ;;
+            --bind) bind=$2 ;;
+            --concurrency) concurrency=$2 ;;
+            --env)
+                [[ $2 =~ ^[A-Za-z_][A-Za-z0-9_]*= && $2 != *$'\n'* ]] || die "--env takes NAME=VALUE on one line, not '$2'"
+                extra+=("$2")
+                ;;
+            *) die "start: unknown option $1" ;;
+        esac
+        shift 2
     done
+    [[ -n $owner && -n $llm ]] || die "start: --owner and --llm are required"
+    [[ -z $ddb_port ]] || valid_port "$ddb_port" || die "--dynamodb-port '$ddb_port' is not a port number"
+    [[ -z $port ]] || valid_port "$port" || die "--port '$port' is not a port number"
+    [[ $concurrency =~ ^[1-9][0-9]*$ ]] || die "--concurrency '$concurrency' is not a positive number"
+    ((!dynamodb_given)) || [[ -z $ddb_port ]] || die "--dynamodb and --dynamodb-port exclude each other"
+    # Its own DynamoDB Local when asked for one, or when none is given.
+    [[ -z $ddb_port ]] || dynamodb=''
+    local timeout="${LLMCHAT_READY_TIMEOUT:-1200}"
+    [[ $timeout =~ ^[0-9]+$ ]] || die "LLMCHAT_READY_TIMEOUT='$timeout' is not a number"
+    if [[ -f $dir/watch.pid ]] && pid_runs "$(<"$dir/watch.pid")" "$WATCH_PATTERN"; then
+        die "a local stack already runs in $dir; stop it with: scripts/local-stack.sh stop $dir"
+    fi
+    if [[ -n $port ]] && port_in_use "$port"; then die "port $port is in use"; fi
 
-    port="$(free_port)"
-    base="http://127.0.0.1:$port"
-    log "starting cargo lambda watch on $base (log: ${WATCH_LOG#"$LLMCHAT_ROOT"/})"
-    # setsid: one session to stop as a whole. --disable-cors: responses exactly as
-    # the functions make them.
-    setsid cargo lambda watch --ignore-changes -A 127.0.0.1 -P "$port" --concurrency 2 \
-        --disable-cors --env-file "$RUN_DIR/watch.env" </dev/null >"$WATCH_LOG" 2>&1 &
-    watch_pid=$!
-    printf '%s\n' "$watch_pid" >"$RUN_DIR/watch.pid"
+    need_cmd cargo curl python3 setsid pgrep
+    ensure_dev_tools
+    mkdir -p "$dir"
+    rm -f "$dir/stack.env"
+    START_DIR=$dir
+    on_exit_run abort_start
+    use_local_aws_env
 
-    deadline=$((SECONDS + READY_TIMEOUT))
+    if [[ -z $dynamodb ]]; then
+        if [[ -n $ddb_port ]]; then
+            "$DDB" start "$ddb_port" "$dir/dynamodb-local.pid" "$dir/dynamodb-local.log"
+        else
+            ddb_port="$(start_dynamodb_on_free_port "$dir/dynamodb-local.pid" "$dir/dynamodb-local.log")"
+        fi
+        dynamodb="http://127.0.0.1:$ddb_port"
+    fi
+    export DYNAMODB_ENDPOINT="$dynamodb"
+    # By default a table of its own: a shared DynamoDB may hold other stacks' tables.
+    export LLMCHAT_TABLE_NAME="${table:-llmchat-$owner-$$-$RANDOM$RANDOM}"
+
+    # Every function, and the admin tool, in one build before the watch starts:
+    # otherwise the watch builds each function on its first request, which
+    # would eat into the first requests' timeouts. `--bin` as the watch's own
+    # `cargo run --bin` does, so features resolve the same (over the whole
+    # workspace) and the watch finds everything fresh.
+    local -a functions bins=(--bin llmchat-admin) quiet=(-q) routes
+    local f
+    mapfile -t functions < <(function_packages)
+    ((${#functions[@]} > 0)) || die "no function packages under functions/"
+    for f in "${functions[@]}"; do bins+=(--bin "$f"); done
+    mapfile -t routes < <(router_routes)
+    ((${#routes[@]} > 0)) || die "no routes in the router of Cargo.toml"
+    for f in $(printf '%s\n' "${routes[@]}" | cut -d' ' -f1 | sort -u); do
+        [[ " ${functions[*]} " == *" $f "* ]] || die "the router in Cargo.toml names $f, which is no package under functions/"
+    done
+    # target/e2e-watch is shared by every stack but make dev's: after
+    # `cargo test` ran the end-to-end test, little is left to compile.
+    ((dev)) || export CARGO_TARGET_DIR="$LLMCHAT_ROOT/target/e2e-watch"
+    # Cargo's progress on a terminal; in logs, only what goes wrong.
+    [[ ! -t 2 ]] || quiet=()
+    log "building llmchat-admin and the functions: ${functions[*]} (the first build takes minutes)"
+    cargo build "${quiet[@]}" --manifest-path "$LLMCHAT_ROOT/Cargo.toml" "${bins[@]}"
+    local admin
+    admin="$(cargo_target_dir)/debug/llmchat-admin"
+
+    log "creating table $LLMCHAT_TABLE_NAME at $DYNAMODB_ENDPOINT"
+    "$admin" create-table >&2
+    local key
+    key="$("$admin" issue-key --owner "$owner" | tail -n 1)"
+    [[ $key == lck_* ]] || die "llmchat-admin issue-key printed no key"
+
+    local -a settings=(
+        "LLMCHAT_TABLE_NAME=$LLMCHAT_TABLE_NAME"
+        "DYNAMODB_ENDPOINT=$DYNAMODB_ENDPOINT"
+        "AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID"
+        "AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY"
+        "AWS_REGION=$AWS_REGION"
+        "OLLAMA_URL=$llm"
+        "LLMCHAT_DEFAULT_MODEL=${LLMCHAT_DEFAULT_MODEL:-$DEFAULT_MODEL}"
+        "LLMCHAT_LOG_FORMAT=pretty"
+    )
+    # NO_COLOR: the log is a file to read and grep; make dev shows it on a terminal.
+    ((dev)) || settings+=(NO_COLOR=1)
+    write_env_file "$dir/watch.env" "${settings[@]}" "${extra[@]}"
+
+    [[ -n $port ]] || port="$(free_port)"
+    local base="http://127.0.0.1:$port"
+    # --disable-cors: responses exactly as the functions make them (the
+    # runtime's own CORS layer would replace their LLMCHAT_CORS_ORIGINS headers).
+    local -a watch_args=(-A "$bind" -P "$port" --concurrency "$concurrency" --disable-cors --env-file "$dir/watch.env")
+    ((dev)) || watch_args+=(--ignore-changes)
+    log "starting cargo lambda watch on $base (log: ${dir#"$LLMCHAT_ROOT"/}/watch.log)"
+    # setsid: a session of its own, so a Ctrl-C meant for the caller reaches it
+    # only through stop, which stops the watch, its builds and function
+    # instances together.
+    setsid cargo lambda watch "${watch_args[@]}" </dev/null >"$dir/watch.log" 2>&1 &
+    local watch_pid=$!
+    printf '%s\n' "$watch_pid" >"$dir/watch.pid"
+
+    local started=$SECONDS deadline=$((SECONDS + timeout)) next_note=$((SECONDS + 30)) health='' code=''
+    # Ready once the functions answer and DynamoDB is reachable; /health is 503
+    # while Ollama is down, which STACK_LLM reports instead of waiting on it.
+    log "waiting for $base/health"
     while :; do
-        code="$(http_code GET "$base/health" 30)"
-        [[ $code == 200 ]] && break
-        if pid_gone "$watch_pid"; then die "cargo lambda watch exited before the stack became ready"; fi
-        ((SECONDS < deadline)) || die "$base/health did not answer 200 within ${READY_TIMEOUT}s (last status: $code)"
+        health="$(curl -s --max-time 30 -w '\n%{http_code}' "$base/health" 2>/dev/null || true)"
+        code="${health##*$'\n'}"
+        [[ $health == *'"dynamodb":{"status":"ok"'* ]] && break
+        if pid_gone "$watch_pid"; then
+            print_log_tail "$dir/watch.log"
+            die "cargo lambda watch exited before the stack became ready"
+        fi
+        if ((SECONDS >= deadline)); then
+            print_log_tail "$dir/watch.log"
+            die "$base/health did not report DynamoDB ok within ${timeout}s (last status: $code)"
+        fi
+        if ((SECONDS >= next_note)); then
+            log "still waiting for $base/health ($((SECONDS - started))s so far, last status: $code)"
+            next_note=$((SECONDS + 30))
+        fi
         sleep 1
     done
-    # The first request to a function starts its instances; one request per route
-    # here keeps that start-up out of schemathesis' run. Any answer will do: wrong
-    # ones are for schemathesis to find.
+
+    # The first request to a function starts its instances: one request per
+    # route here keeps that start-up out of the callers' first requests. Any
+    # answer will do; the body `[]` is not a JSON object, so nothing is created.
+    local route method path
     for route in "${routes[@]}"; do
         read -r _ method path <<<"$route"
         until [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 60 -X "$method" "$base$path" \
             -H "Authorization: Bearer $key" -H 'content-type: application/json' \
-            --data '{}' 2>/dev/null)" != 000 ]]; do
-            ((SECONDS < deadline)) || die "$method $path did not answer within ${READY_TIMEOUT}s"
+            --data '[]' 2>/dev/null)" != 000 ]]; do
+            if pid_gone "$watch_pid"; then
+                print_log_tail "$dir/watch.log"
+                die "cargo lambda watch exited before the stack became ready"
+            fi
+            ((SECONDS < deadline)) || die "$method $path did not answer within ${timeout}s"
             sleep 1
         done
     done
-    log "stack ready: ${#functions[@]} functions on ${#routes[@]} routes"
-    # shellcheck disable=SC2034 # read by the caller
-    STACK_BASE="$base" STACK_KEY="$key"
+
+    local llm_status=down
+    [[ "$(curl -s --max-time 30 "$base/health" 2>/dev/null || true)" != *'"llm":{"status":"ok"'* ]] || llm_status=ok
+    printf '%s=%s\n' \
+        STACK_BASE "$base" \
+        STACK_KEY "$key" \
+        STACK_TABLE "$LLMCHAT_TABLE_NAME" \
+        STACK_DYNAMODB "$DYNAMODB_ENDPOINT" \
+        STACK_LLM "$llm_status" \
+        >"$dir/stack.env"
+    log "local stack ready at $base: ${#functions[@]} functions on ${#routes[@]} routes, Ollama $llm_status"
 }
 
-stop_local_stack() {
-    local RUN_DIR=$1
-    stop_pidfile "$RUN_DIR/watch.pid" "lambda watch" "cargo lambda watch"
-    "$LLMCHAT_ROOT/scripts/dynamodb-local.sh" stop "$RUN_DIR/dynamodb-local.pid" || true
+cmd_env() {
+    local dir=$1
+    [[ -s $dir/stack.env ]] || die "no local stack runs in $dir"
+    if [[ ! -f $dir/watch.pid ]] || ! pid_runs "$(<"$dir/watch.pid")" "$WATCH_PATTERN"; then
+        die "the local stack in $dir has stopped"
+    fi
+    cat "$dir/stack.env"
 }
+
+cmd_stop() {
+    local dir=$1
+    stop_pidfile "$dir/watch.pid" "$WATCH_PATTERN" "cargo lambda watch"
+    "$DDB" stop "$dir/dynamodb-local.pid" || true
+    rm -f "$dir/stack.env"
+}
+
+(($# >= 2)) || usage
+sub=$1
+# Absolute before the cd below: DIR may be relative to the caller's directory.
+dir="$(realpath -m -- "$2")"
+shift 2
+cd "$LLMCHAT_ROOT"
+case "$sub" in
+    start) cmd_start "$dir" "$@" ;;
+    env) (($# == 0)) || usage; cmd_env "$dir" ;;
+    stop) (($# == 0)) || usage; cmd_stop "$dir" ;;
+    *) usage ;;
+esac

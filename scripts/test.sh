@@ -28,6 +28,10 @@ RUN_DIR="$(mktemp -d "$LLMCHAT_STATE_DIR/test.XXXXXX")"
 cleanup() {
     local status=$?
     trap '' INT TERM HUP
+    # A local stack the end-to-end test had no chance to stop (it was killed).
+    for stack in "$RUN_DIR"/*/; do
+        if [[ -d $stack ]]; then local_stack stop "$stack" || true; fi
+    done
     "$DDB" stop "$RUN_DIR/dynamodb-local.pid" || true
     rm -rf "$RUN_DIR"
     exit "$status"
@@ -41,6 +45,8 @@ export LLMCHAT_TEST_DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
 # Anything reading the regular endpoint variable reaches the test instance too,
 # never a dev one configured in the developer's shell.
 export DYNAMODB_ENDPOINT="$LLMCHAT_TEST_DYNAMODB_ENDPOINT"
+# Where the end-to-end test keeps its local stack (scripts/local-stack.sh).
+export LLMCHAT_TEST_STATE_DIR="$RUN_DIR"
 
 extra=()
 if [[ -n ${TEST_ARGS:-} ]]; then read -r -a extra <<<"$TEST_ARGS"; fi

@@ -1,80 +1,98 @@
-//! End to end through the real local runtime: `cargo lambda watch` with the
-//! project's router, DynamoDB Local (from `make test`) and a scripted LLM,
-//! spoken to over HTTP like any client would.
+//! End to end through the real local runtime: the project's local stack
+//! (`scripts/local-stack.sh`: `cargo lambda watch` with the project's router,
+//! on the DynamoDB Local of `make test`) and a scripted LLM, spoken to over
+//! HTTP like any client would.
 //!
-//! The watch builds the functions into `target/e2e-watch`, so it never waits
+//! The stack builds the functions into `target/e2e-watch`, so it never waits
 //! on the build lock of the `cargo test` that runs this.
 
-use std::process::{Child, Command, Stdio};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use llmchat::auth;
-use llmchat::domain::OwnerId;
-use llmchat::store::{ApiKeyRepository, DynamoStore, schema};
 use llmchat_tests::scripted_llm::{Script, ScriptedLlm, reply_steps};
 use serde_json::{Value, json};
 
-/// How long the first build of the functions under the watch may take.
+/// How long the first build of the functions and the start of the stack may take.
 const READY_TIMEOUT: Duration = Duration::from_secs(900);
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
-struct Watch {
-    child: Child,
+/// A local stack of `scripts/local-stack.sh`, stopped when dropped.
+struct Stack {
+    dir: PathBuf,
     base: String,
+    key: String,
 }
 
-impl Drop for Watch {
+/// `scripts/local-stack.sh SUBCOMMAND DIR`
+fn local_stack(subcommand: &str, dir: &Path) -> Command {
+    let mut command = Command::new("bash");
+    command.arg(format!("{ROOT}/scripts/local-stack.sh")).arg(subcommand).arg(dir);
+    command
+}
+
+impl Drop for Stack {
     fn drop(&mut self) {
-        // The watch and the function processes it started share our process group id.
-        let pgid = self.child.id() as i32;
-        let _ = Command::new("kill").args(["-TERM", "--", &format!("-{pgid}")]).status();
-        std::thread::sleep(Duration::from_millis(500));
-        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pgid}")]).status();
-        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.dir.join("watch.log")).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!("---- end of the local stack's watch.log ----\n{}", lines[lines.len().saturating_sub(40)..].join("\n"));
+        }
+        if let Ok(out) = local_stack("stop", &self.dir).stdin(Stdio::null()).output() {
+            eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-async fn start_watch(table: &str, dynamodb: &str, ollama: &str) -> Watch {
-    use std::os::unix::process::CommandExt;
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let port = free_port();
-    let env_file = std::env::temp_dir().join(format!("llmchat-e2e-{port}.env"));
-    std::fs::write(
-        &env_file,
-        format!(
-            "LLMCHAT_TABLE_NAME={table}\nDYNAMODB_ENDPOINT={dynamodb}\nOLLAMA_URL={ollama}\nAWS_ACCESS_KEY_ID=local\n\
-             AWS_SECRET_ACCESS_KEY=local\nAWS_REGION=us-east-1\nLLMCHAT_LOG_FORMAT=pretty\n"
-        ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(std::env::temp_dir().join(format!("llmchat-e2e-{port}.log"))).unwrap();
-    let child = Command::new("cargo")
-        .current_dir(root)
-        .args(["lambda", "watch", "--ignore-changes", "-A", "127.0.0.1", "-P", &port.to_string()])
-        .args(["--concurrency", "2", "--env-file"])
-        .arg(&env_file)
-        .env("CARGO_TARGET_DIR", format!("{root}/target/e2e-watch"))
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
+/// Starts the local stack with the functions calling `llm`, its table in
+/// `dynamodb`, and an API key of owner `e2e`.
+async fn start_stack(dynamodb: &str, llm: &str) -> Stack {
+    // Under `make test`, in its run's directory, whose cleanup stops the stack
+    // even when this process is killed before it could.
+    let parent = std::env::var_os("LLMCHAT_TEST_STATE_DIR").map_or_else(|| Path::new(ROOT).join(".llmchat"), PathBuf::from);
+    let mut stack = Stack { dir: parent.join(format!("e2e.{}", uuid::Uuid::new_v4())), base: String::new(), key: String::new() };
+    std::fs::create_dir_all(&stack.dir).unwrap();
+    let start_log = stack.dir.join("start.log");
+    // A process group of its own: a start that overruns is stopped as a whole,
+    // and the script then stops what it had started.
+    let mut start = local_stack("start", &stack.dir)
+        .args(["--owner", "e2e", "--llm", llm, "--dynamodb", dynamodb])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&start_log).unwrap())
         .process_group(0)
         .spawn()
-        .expect("cargo lambda is installed (make test installs it)");
-    let watch = Watch { child, base: format!("http://127.0.0.1:{port}") };
-    let client = reqwest::Client::new();
+        .expect("bash runs scripts/local-stack.sh");
+    // Polled, not waited for: meanwhile the scripted LLM runs on this thread.
     let started = Instant::now();
-    loop {
-        if let Ok(r) = client.get(format!("{}/health", watch.base)).send().await {
-            if r.status() == 200 {
-                return watch;
-            }
+    let status = loop {
+        if let Some(status) = start.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() >= READY_TIMEOUT {
+            let _ = Command::new("kill").args(["-TERM", "--", &format!("-{}", start.id())]).status();
+            let _ = start.wait();
         }
         assert!(started.elapsed() < READY_TIMEOUT, "cargo lambda watch did not become ready");
         tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let log = std::fs::read_to_string(&start_log).unwrap_or_default();
+    assert!(status.success(), "scripts/local-stack.sh start failed ({status}):\n{log}");
+    eprint!("{log}");
+    let env = local_stack("env", &stack.dir).stdin(Stdio::null()).output().unwrap();
+    assert!(env.status.success(), "scripts/local-stack.sh env failed: {}", String::from_utf8_lossy(&env.stderr));
+    for line in String::from_utf8(env.stdout).unwrap().lines() {
+        match line.split_once('=') {
+            Some(("STACK_BASE", base)) => stack.base = base.to_owned(),
+            Some(("STACK_KEY", key)) => stack.key = key.to_owned(),
+            _ => {}
+        }
     }
+    assert!(!stack.base.is_empty() && !stack.key.is_empty(), "scripts/local-stack.sh env named no STACK_BASE or STACK_KEY");
+    stack
 }
 
 /// Reads an SSE response, noting when each event arrived.
@@ -100,12 +118,6 @@ async fn read_events(response: reqwest::Response, started: Instant) -> Vec<(Dura
 async fn the_local_runtime_streams_incrementally_and_concurrently() {
     let dynamodb = std::env::var("LLMCHAT_TEST_DYNAMODB_ENDPOINT")
         .expect("LLMCHAT_TEST_DYNAMODB_ENDPOINT is not set: run the tests with `make test`");
-    let table = format!("e2e-{}", uuid::Uuid::new_v4());
-    let store = DynamoStore::new(DynamoStore::client_for(Some(&dynamodb)).await, table.clone());
-    schema::create_table(store.client(), &table).await.unwrap();
-    let issued = auth::issue_key(OwnerId::parse("e2e").unwrap()).unwrap();
-    store.put_api_key(&issued.record).await.unwrap();
-    let auth_header = format!("Bearer {}", issued.key);
 
     // Five tokens, 400 ms apart.
     let llm = ScriptedLlm::start(|_| Script {
@@ -113,7 +125,8 @@ async fn the_local_runtime_streams_incrementally_and_concurrently() {
         steps: reply_steps(&["one ", "two ", "three ", "four ", "five"], Duration::from_millis(400)),
     })
     .await;
-    let watch = start_watch(&table, &dynamodb, &llm.url).await;
+    let watch = start_stack(&dynamodb, &llm.url).await;
+    let auth_header = format!("Bearer {}", watch.key);
     let client = reqwest::Client::new();
 
     let mut sessions = Vec::new();
