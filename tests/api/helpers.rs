@@ -6,6 +6,7 @@ use std::sync::{Arc, LazyLock};
 use lambda_http::{Body, Request};
 use lambda_http::http::{Method, StatusCode};
 use llmchat::App;
+use llmchat::http::invocation::Generations;
 use llmchat::testing;
 use llmchat::domain::OwnerId;
 use llmchat::store::dynamo::DynamoStore;
@@ -98,7 +99,9 @@ impl TestApp {
             "sessions" => sessions::handle(app, req).await,
             "send-message" => send_message::handle(app, req).await,
             "stream-reply" => {
-                let response = stream_reply::handle(self.app.clone(), req).await.expect("handlers never fail the invocation");
+                let response = stream_reply::handle(self.app.clone(), Generations::default(), req)
+                    .await
+                    .expect("handlers never fail the invocation");
                 let (parts, body) = response.into_parts();
                 let bytes = body.collect().await.expect("the stream ends cleanly").to_bytes();
                 Ok(lambda_http::Response::from_parts(parts, Body::from(bytes.to_vec())))
@@ -120,7 +123,7 @@ impl TestApp {
     pub async fn open_stream(&self, session_id: &str, body: &str) -> lambda_http::Response<lambda_runtime::streaming::Body> {
         let path = format!("/sessions/{session_id}/messages/stream");
         let req = testing::request(Method::POST, &path, Some(&self.key), Some(body));
-        stream_reply::handle(self.app.clone(), req).await.expect("handlers never fail the invocation")
+        stream_reply::handle(self.app.clone(), Generations::default(), req).await.expect("handlers never fail the invocation")
     }
 
     /// The session's whole history, oldest first.

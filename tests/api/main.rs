@@ -7,6 +7,7 @@ mod auth;
 mod authorizer;
 mod bad_input;
 mod chat;
+mod durable;
 mod health;
 mod helpers;
 mod ollama;

@@ -12,7 +12,8 @@ use llmchat_tests::scripted_llm::{Script, ScriptedLlm, Step, reply_steps, token_
 /// One parsed SSE event.
 #[derive(Debug)]
 pub struct Event {
-    pub id: u64,
+    /// A position in the reply: `0`, a byte offset, or `end`.
+    pub id: String,
     pub name: String,
     pub data: Value,
 }
@@ -30,7 +31,7 @@ pub fn parse_sse(text: &str) -> (Vec<Event>, usize) {
             block.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))).unwrap_or_else(|| panic!("no {name} in {block}"))
         };
         events.push(Event {
-            id: field("id").parse().unwrap(),
+            id: field("id").to_owned(),
             name: field("event").to_owned(),
             data: serde_json::from_str(field("data")).unwrap(),
         });
@@ -38,7 +39,7 @@ pub fn parse_sse(text: &str) -> (Vec<Event>, usize) {
     (events, keepalives)
 }
 
-async fn stream(t: &TestApp, session: &str, body: Value) -> crate::helpers::TestResponse {
+pub async fn stream(t: &TestApp, session: &str, body: Value) -> crate::helpers::TestResponse {
     t.send(Method::POST, &format!("/sessions/{session}/messages/stream"), Some(&body.to_string())).await
 }
 
@@ -56,8 +57,8 @@ async fn a_stream_is_created_then_deltas_then_exactly_one_completed() {
     let (events, _) = parse_sse(&r.text);
     let names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(names, ["message.created", "reply.delta", "reply.delta", "reply.delta", "reply.completed"]);
-    let ids: Vec<u64> = events.iter().map(|e| e.id).collect();
-    assert_eq!(ids, [0, 1, 2, 3, 4], "every event carries its index");
+    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["0", "3", "7", "8", "end"], "every event carries its position: bytes of the reply so far");
 
     let created = &events[0].data;
     assert_eq!(created["user_message"]["content"], "Olá");

@@ -32,6 +32,7 @@ pub struct ScriptedLlm {
     pub url: String,
     requests: Arc<Mutex<Vec<Value>>>,
     tags_requests: Arc<AtomicUsize>,
+    hung_up: Arc<AtomicUsize>,
 }
 
 impl ScriptedLlm {
@@ -46,14 +47,15 @@ impl ScriptedLlm {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
         let tags_requests = Arc::new(AtomicUsize::new(0));
+        let hung_up = Arc::new(AtomicUsize::new(0));
         let handler: Arc<Handler> = Arc::new(script);
-        let (seen, tags) = (requests.clone(), tags_requests.clone());
+        let counters = Counters { seen: requests.clone(), tags: tags_requests.clone(), hung_up: hung_up.clone() };
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
-                tokio::spawn(serve(socket, handler.clone(), seen.clone(), tags.clone()));
+                tokio::spawn(serve(socket, handler.clone(), counters.clone()));
             }
         });
-        ScriptedLlm { url, requests, tags_requests }
+        ScriptedLlm { url, requests, tags_requests, hung_up }
     }
 
     /// Always the same reply, token by token.
@@ -65,6 +67,11 @@ impl ScriptedLlm {
     /// How many `/api/tags` requests arrived.
     pub fn tags_requests(&self) -> usize {
         self.tags_requests.load(Ordering::SeqCst)
+    }
+
+    /// How many replies the client hung up on before their script ended.
+    pub fn hung_up(&self) -> usize {
+        self.hung_up.load(Ordering::SeqCst)
     }
 
     /// Bodies of the `/api/chat` requests received so far.
@@ -100,10 +107,18 @@ pub fn done_line() -> Vec<u8> {
     format!("{line}\n").into_bytes()
 }
 
-async fn serve(mut socket: TcpStream, handler: Arc<Handler>, seen: Arc<Mutex<Vec<Value>>>, tags: Arc<AtomicUsize>) {
+/// What the server notes about the requests it serves.
+#[derive(Clone)]
+struct Counters {
+    seen: Arc<Mutex<Vec<Value>>>,
+    tags: Arc<AtomicUsize>,
+    hung_up: Arc<AtomicUsize>,
+}
+
+async fn serve(mut socket: TcpStream, handler: Arc<Handler>, counters: Counters) {
     let Some((path, body)) = read_request(&mut socket).await else { return };
     if path == "/api/tags" {
-        tags.fetch_add(1, Ordering::SeqCst);
+        counters.tags.fetch_add(1, Ordering::SeqCst);
         let tags = json!({"models": [{"name": "gemma3:270m", "size": 241000000, "modified_at": "2026-01-01T00:00:00Z",
             "details": {"family": "gemma3", "parameter_size": "268M", "quantization_level": "Q4_K_M"}}]});
         let text = tags.to_string();
@@ -112,7 +127,7 @@ async fn serve(mut socket: TcpStream, handler: Arc<Handler>, seen: Arc<Mutex<Vec
         return;
     }
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    seen.lock().unwrap().push(request.clone());
+    counters.seen.lock().unwrap().push(request.clone());
     let script = handler(&request);
     if script.status != 200 {
         let text = match script.steps.first() {
@@ -138,6 +153,7 @@ async fn serve(mut socket: TcpStream, handler: Arc<Handler>, seen: Arc<Mutex<Vec
                 chunk.extend_from_slice(&bytes);
                 chunk.extend_from_slice(b"\r\n");
                 if socket.write_all(&chunk).await.is_err() || socket.flush().await.is_err() {
+                    counters.hung_up.fetch_add(1, Ordering::SeqCst);
                     return;
                 }
             }

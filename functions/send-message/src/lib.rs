@@ -1,11 +1,13 @@
 //! `POST /sessions/{id}/messages`: store the message, get the whole reply,
 //! answer `201 {user_message, reply}`.
+//! `POST /sessions/{id}/messages/{message_id}/cancel`: stop a reply, wherever
+//! its generator runs; `200` with the ended reply (`202` while it stops).
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
-use llmchat::chat::{self, Begun};
+use llmchat::chat::{self, Begun, Cancelled};
 use llmchat::domain::Timestamp;
-use llmchat::http::views::Exchange;
+use llmchat::http::views::{Exchange, MessageView};
 use llmchat::llm::ChatModel;
 use llmchat::store::Store;
 use llmchat::{ApiError, App, http as api};
@@ -14,12 +16,24 @@ pub async fn handle<S: Store, M: ChatModel>(app: &App<S, M>, req: Request) -> Re
     api::serve(&app.config, req, |req| async move {
         let owner = api::auth::authenticate(app.config.auth_mode, &app.store, &req).await?;
         let segments = api::segments_after(&req, "sessions").ok_or(ApiError::NotFound("route"))?;
-        let [id, "messages"] = segments.as_slice() else { return Err(ApiError::NotFound("route")) };
+        let (id, cancel) = match segments.as_slice() {
+            [id, "messages"] => (*id, None),
+            [id, "messages", reply_id, "cancel"] => (*id, Some(*reply_id)),
+            _ => return Err(ApiError::NotFound("route")),
+        };
         if req.method() != Method::POST {
             return Err(api::method_not_allowed(req.method()));
         }
         let session_id = api::session_id(id)?;
         api::record_session(&session_id);
+        if let Some(reply_id) = cancel {
+            let reply_id = api::message_id(reply_id)?;
+            let (status, reply) = match chat::cancel(&app.store, &owner, session_id, reply_id).await? {
+                Cancelled::Ended(reply) => (StatusCode::OK, reply),
+                Cancelled::Stopping(reply) => (StatusCode::ACCEPTED, reply),
+            };
+            return api::json(status, &MessageView::new(&reply, Timestamp::now()));
+        }
         let input = api::json_body(&req)?;
         match chat::begin(&app.store, &app.config, &owner, session_id, input).await? {
             Begun::Replay { user, reply } => api::json(StatusCode::OK, &Exchange::new(&user, &reply, Timestamp::now())),

@@ -1,15 +1,14 @@
 //! Lambda entry point with response streaming: build everything once, then
-//! serve invocations. The app is shared with the task that generates each reply.
+//! serve invocations, each lasting until the replies it started are stored.
 
 // The streaming runtime nests futures deeper than the default layout limit.
 #![recursion_limit = "256"]
 
 use std::sync::Arc;
 
-use lambda_http::{Error, run_with_streaming_response, service_fn};
+use lambda_http::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let app = Arc::new(llmchat::App::cold_start().await?);
-    run_with_streaming_response(service_fn(|req| stream_reply::handle(app.clone(), req))).await
+    stream_reply::run(Arc::new(llmchat::App::cold_start().await?)).await
 }

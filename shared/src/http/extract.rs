@@ -62,6 +62,11 @@ pub fn session_id(segment: &str) -> Result<Uuid, ApiError> {
     parse_session_id(segment).map_err(ApiError::bad_request)
 }
 
+/// A message id from the path; a malformed one is a 400.
+pub fn message_id(segment: &str) -> Result<Uuid, ApiError> {
+    Uuid::try_parse(segment).map_err(|_| ApiError::BadRequest("the message id is not a UUID".to_owned()))
+}
+
 /// `order`: `asc` (the default) or `desc`.
 pub fn order(req: &Request) -> Result<Order, ApiError> {
     Order::parse(query_param(req, "order").as_deref()).map_err(ApiError::bad_request)

@@ -7,11 +7,13 @@
 //! - [`extract`] and [`respond`]: reading requests and building responses;
 //! - [`error`]: `ApiError`, the mapping of every use-case error to a status;
 //! - [`views`]: sessions and messages as the API shows them;
-//! - [`sse`]: the reply stream protocol;
+//! - [`sse`]: the reply stream protocol; [`invocation`]: a Lambda invocation
+//!   lasts until the replies it started are stored;
 //! - [`openapi`]: the API document, generated from these types.
 
 pub mod auth;
 pub mod extract;
+pub mod invocation;
 pub mod openapi;
 pub mod error;
 pub mod respond;

@@ -11,7 +11,7 @@ use utoipa::openapi::{ContentBuilder, OpenApiVersion, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
 use super::error::Problem;
-use super::sse::{self, MessageCreated, ReplyCompleted, ReplyDelta, StreamError};
+use super::sse::{self, MessageCreated, ReplyCancelled, ReplyCompleted, ReplyDelta, StreamError};
 use super::views::{Exchange, MessageView, SessionView};
 use crate::domain::{
     CreateSession, ErrorCode, MessageStatus, ModelOptions, Order, Page, Role, SendMessage, UpdateSession, Usage,
@@ -30,12 +30,12 @@ as Server-Sent Events. Every error is `application/problem+json`. Authorize with
     ),
     paths(
         create_session, list_sessions, get_session, update_session, delete_session,
-        send_message, stream_reply, list_messages, list_models, health, openapi_json, docs
+        send_message, stream_reply, resume_reply, cancel_reply, list_messages, list_models, health, openapi_json, docs
     ),
     components(schemas(
         SessionView, CreateSession, UpdateSession, ModelOptions, Page<SessionView>, Page<MessageView>, Page<ModelInfo>,
         MessageView, SendMessage, Exchange, MessageStatus, Role, Usage, Order, ModelInfo,
-        MessageCreated, ReplyDelta, ReplyCompleted, StreamError,
+        MessageCreated, ReplyDelta, ReplyCompleted, ReplyCancelled, StreamError,
         Problem, ErrorCode, Health
     )),
     modifiers(&BearerKey, &StreamEvents),
@@ -96,7 +96,7 @@ impl Modify for StreamEvents {
                 .property("event", ObjectBuilder::new().schema_type(Type::String).enum_values(Some([name])))
                 .property(
                     "id",
-                    ObjectBuilder::new().schema_type(Type::String).description(Some("Index of the event in the stream, from 0")),
+                    ObjectBuilder::new().schema_type(Type::String).description(Some("A position in the reply to resume from: `0`, the byte offset where this event's text ends, or `end`")),
                 )
                 .property(
                     "data",
@@ -109,21 +109,33 @@ impl Modify for StreamEvents {
                 .required("id")
                 .required("data")
         };
-        let item = OneOfBuilder::new()
-            .description(Some(
-                "One Server-Sent Event. The stream is `message.created`, then `reply.delta` events, then exactly one \
-`reply.completed` or `error`. A comment line `: keep-alive` arrives after any 10 s without an event.",
-            ))
-            .item(event(sse::MESSAGE_CREATED, "MessageCreated", "The user message is stored; the reply will have `reply_id`."))
-            .item(event(sse::REPLY_DELTA, "ReplyDelta", "The next piece of the reply's text."))
-            .item(event(sse::REPLY_COMPLETED, "ReplyCompleted", "The reply, as stored. Last event."))
-            .item(event(sse::ERROR, "StreamError", "The reply failed; `partial_saved` says whether text was stored. Last event."))
-            .build();
-        let Some(path) = openapi.paths.paths.get_mut("/sessions/{id}/messages/stream") else { return };
-        let Some(op) = path.post.as_mut() else { return };
-        if let Some(RefOr::T(ok)) = op.responses.responses.get_mut("200") {
-            let content = ContentBuilder::new().item_schema(Some(Schema::OneOf(item))).build();
-            ok.content.insert(sse::EVENT_STREAM.to_owned(), RefOr::T(content));
+        let item = || {
+            OneOfBuilder::new()
+                .description(Some(
+                    "One Server-Sent Event. A send's stream is `message.created`, then `reply.delta` events, then \
+exactly one `reply.completed`, `reply.cancelled` or `error`; a resumed stream is the same from its position on. \
+Each event's `id` is a position to resume from: `0`, a byte offset of the reply's text, or `end`. A comment line \
+`: keep-alive` arrives after any 10 s without an event.",
+                ))
+                .item(event(sse::MESSAGE_CREATED, "MessageCreated", "The user message is stored; the reply will have `reply_id`."))
+                .item(event(sse::REPLY_DELTA, "ReplyDelta", "The next piece of the reply's text; `id` is the byte offset where it ends."))
+                .item(event(sse::REPLY_COMPLETED, "ReplyCompleted", "The reply, as stored. Last event."))
+                .item(event(sse::REPLY_CANCELLED, "ReplyCancelled", "A cancel stopped the reply; the text so far is stored. Last event."))
+                .item(event(sse::ERROR, "StreamError", "The reply failed; `partial_saved` says whether text was stored. Last event."))
+                .build()
+        };
+        let operations = [
+            ("/sessions/{id}/messages/stream", http::Method::POST),
+            ("/sessions/{id}/messages/{message_id}/stream", http::Method::GET),
+        ];
+        for (path, method) in operations {
+            let Some(item_path) = openapi.paths.paths.get_mut(path) else { continue };
+            let op = if method == http::Method::POST { item_path.post.as_mut() } else { item_path.get.as_mut() };
+            let Some(op) = op else { continue };
+            if let Some(RefOr::T(ok)) = op.responses.responses.get_mut("200") {
+                let content = ContentBuilder::new().item_schema(Some(Schema::OneOf(item()))).build();
+                ok.content.insert(sse::EVENT_STREAM.to_owned(), RefOr::T(content));
+            }
         }
     }
 }
@@ -255,6 +267,44 @@ fn send_message() {}
 fn stream_reply() {}
 
 #[utoipa::path(
+    get, path = "/sessions/{id}/messages/{message_id}/stream", tag = "messages",
+    params(
+        ("id" = uuid::Uuid, Path, description = "Session id"),
+        ("message_id" = uuid::Uuid, Path, description = "The reply's id (`reply_id` of `message.created`)"),
+        ("after" = Option<String>, Query, max_length = 16, description = "Resume after this position (an event's `id`); the `Last-Event-ID` header wins. Without either, from the start."),
+        ("Last-Event-ID" = Option<String>, Header, max_length = 16, description = "The last event's `id`, as EventSource sends it on reconnecting"),
+    ),
+    responses(
+        (status = 200, description = "The reply from the position on as Server-Sent Events, following it live until its last event"),
+        (status = 204, description = "The position is `end` of a reply that has ended: nothing follows"),
+        (status = 400, description = "Bad id, or a position that is not in the reply", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session or reply for this caller", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Storage unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[allow(dead_code)]
+fn resume_reply() {}
+
+#[utoipa::path(
+    post, path = "/sessions/{id}/messages/{message_id}/cancel", tag = "messages",
+    params(
+        ("id" = uuid::Uuid, Path, description = "Session id"),
+        ("message_id" = uuid::Uuid, Path, description = "The reply's id"),
+    ),
+    responses(
+        (status = 200, description = "The reply has ended: stopped by this cancel (`cancelled`, with its text so far), or earlier, as it was", body = MessageView),
+        (status = 202, description = "The stop is asked for and its generator has not stored it yet: the reply as it stands", body = MessageView),
+        (status = 400, description = "An id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session or reply for this caller", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Storage unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[allow(dead_code)]
+fn cancel_reply() {}
+
+#[utoipa::path(
     get, path = "/sessions/{id}/messages", tag = "messages",
     params(
         ("id" = uuid::Uuid, Path, description = "Session id"),
@@ -305,14 +355,16 @@ mod tests {
     #[test]
     fn the_stream_route_describes_each_event() {
         let doc = serde_json::to_value(super::document()).unwrap();
-        let ok = &doc["paths"]["/sessions/{id}/messages/stream"]["post"]["responses"]["200"];
-        let events = ok["content"]["text/event-stream"]["itemSchema"]["oneOf"].as_array().expect("itemSchema.oneOf");
-        let names: Vec<&str> = events.iter().map(|e| e["properties"]["event"]["enum"][0].as_str().unwrap()).collect();
-        assert_eq!(names, ["message.created", "reply.delta", "reply.completed", "error"]);
-        for e in events {
-            let target = e["properties"]["data"]["contentSchema"]["$ref"].as_str().unwrap();
-            let name = target.rsplit('/').next().unwrap();
-            assert!(doc["components"]["schemas"][name].is_object(), "{name} is a component");
+        for (path, method) in [("/sessions/{id}/messages/stream", "post"), ("/sessions/{id}/messages/{message_id}/stream", "get")] {
+            let ok = &doc["paths"][path][method]["responses"]["200"];
+            let events = ok["content"]["text/event-stream"]["itemSchema"]["oneOf"].as_array().expect("itemSchema.oneOf");
+            let names: Vec<&str> = events.iter().map(|e| e["properties"]["event"]["enum"][0].as_str().unwrap()).collect();
+            assert_eq!(names, ["message.created", "reply.delta", "reply.completed", "reply.cancelled", "error"], "{path}");
+            for e in events {
+                let target = e["properties"]["data"]["contentSchema"]["$ref"].as_str().unwrap();
+                let name = target.rsplit('/').next().unwrap();
+                assert!(doc["components"]["schemas"][name].is_object(), "{name} is a component");
+            }
         }
         assert_eq!(doc["openapi"], "3.2.0");
     }

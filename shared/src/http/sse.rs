@@ -1,7 +1,11 @@
 //! The reply stream protocol (Server-Sent Events), as documented in
 //! docs/ARCHITECTURE.md: `message.created`, `reply.delta`..., then exactly one
-//! `reply.completed` or `error`; every event carries `id:` (its index in the
-//! stream); `: keep-alive` comments while the model loads.
+//! `reply.completed`, `reply.cancelled` or `error`. Every event's `id:` is a
+//! position in its reply that a reader can resume from: `0` for
+//! `message.created`, the byte offset where its text ends for `reply.delta`,
+//! and `end` for the last event. A `: keep-alive` comment fills any silence.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
@@ -10,8 +14,10 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::ApiError;
 use super::error::Problem;
 use super::views::MessageView;
+use crate::chat::Position;
 
 pub const EVENT_STREAM: &str = "text/event-stream";
 
@@ -19,8 +25,13 @@ pub const EVENT_STREAM: &str = "text/event-stream";
 pub const MESSAGE_CREATED: &str = "message.created";
 pub const REPLY_DELTA: &str = "reply.delta";
 pub const REPLY_COMPLETED: &str = "reply.completed";
+pub const REPLY_CANCELLED: &str = "reply.cancelled";
 pub const ERROR: &str = "error";
 pub const KEEP_ALIVE: &str = ": keep-alive\n\n";
+
+/// A reader that takes no bytes for this long is treated as gone, so that a
+/// stalled connection cannot hold an invocation open after its reply ended.
+pub const STALLED_READER: Duration = Duration::from_secs(30);
 
 /// Headers every stream response carries; the last two stop proxies from buffering.
 pub const STREAM_HEADERS: [(http::HeaderName, &str); 3] = [
@@ -41,11 +52,20 @@ pub struct MessageCreated {
 pub struct ReplyDelta {
     pub reply_id: Uuid,
     pub delta: String,
+    /// The byte offset of the reply's text where this delta ends: the event's id.
+    #[serde(skip)]
+    pub end: usize,
 }
 
 /// Data of `reply.completed`: the stored reply.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ReplyCompleted {
+    pub reply: MessageView,
+}
+
+/// Data of `reply.cancelled`: the reply as stored when a cancel stopped it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ReplyCancelled {
     pub reply: MessageView,
 }
 
@@ -62,16 +82,36 @@ pub enum StreamEvent {
     MessageCreated(MessageCreated),
     Delta(ReplyDelta),
     Completed(ReplyCompleted),
+    Cancelled(ReplyCancelled),
     Error(StreamError),
 }
 
 impl StreamEvent {
+    /// The last event for a reply that ended as `reply` reads: cancelled or completed.
+    pub fn ended(reply: MessageView) -> Self {
+        if reply.status == crate::domain::MessageStatus::Cancelled {
+            StreamEvent::Cancelled(ReplyCancelled { reply })
+        } else {
+            StreamEvent::Completed(ReplyCompleted { reply })
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             StreamEvent::MessageCreated(_) => MESSAGE_CREATED,
             StreamEvent::Delta(_) => REPLY_DELTA,
             StreamEvent::Completed(_) => REPLY_COMPLETED,
+            StreamEvent::Cancelled(_) => REPLY_CANCELLED,
             StreamEvent::Error(_) => ERROR,
+        }
+    }
+
+    /// The position after this event.
+    pub fn position(&self) -> Position {
+        match self {
+            StreamEvent::MessageCreated(_) => Position::Offset(0),
+            StreamEvent::Delta(d) => Position::Offset(d.end),
+            StreamEvent::Completed(_) | StreamEvent::Cancelled(_) | StreamEvent::Error(_) => Position::End,
         }
     }
 
@@ -80,14 +120,15 @@ impl StreamEvent {
             StreamEvent::MessageCreated(d) => serde_json::to_string(d),
             StreamEvent::Delta(d) => serde_json::to_string(d),
             StreamEvent::Completed(d) => serde_json::to_string(d),
+            StreamEvent::Cancelled(d) => serde_json::to_string(d),
             StreamEvent::Error(d) => serde_json::to_string(d),
         };
         json.unwrap_or_else(|_| "{}".to_owned())
     }
 
-    /// The event as SSE text with index `id`. JSON data is one line, so one `data:` field suffices.
-    pub fn encode(&self, id: u64) -> String {
-        format!("id: {id}\nevent: {}\ndata: {}\n\n", self.name(), self.data())
+    /// The event as SSE text. JSON data is one line, so one `data:` field suffices.
+    pub fn encode(&self) -> String {
+        format!("id: {}\nevent: {}\ndata: {}\n\n", self.position().id(), self.name(), self.data())
     }
 }
 
@@ -102,31 +143,38 @@ impl SseSink for lambda_runtime::streaming::Sender {
     }
 }
 
-/// Writes events to `sink` in order, numbering them, with a keep-alive
-/// comment after any `keepalive` without an event, before the first token and
-/// after it (API Gateway cuts a stream that stays silent too long). When the
-/// reader goes away, events are still drained (generation goes on regardless)
-/// but no longer written.
-pub async fn write_events(mut sink: impl SseSink, mut events: UnboundedReceiver<StreamEvent>, keepalive: std::time::Duration) {
-    let mut next_id = 0u64;
-    let mut reader_gone = false;
+/// A `text/event-stream` response whose body `body` carries the events.
+pub fn response<B>(body: B) -> Result<http::Response<B>, ApiError> {
+    let mut response = http::Response::builder().status(http::StatusCode::OK);
+    for (name, value) in STREAM_HEADERS {
+        response = response.header(name, value);
+    }
+    response.body(body).map_err(|e| ApiError::Internal(Box::new(e)))
+}
+
+/// Writes events to `sink` in order, with a keep-alive comment after any
+/// `keepalive` without an event, before the first token and after it (API
+/// Gateway cuts a stream that stays silent too long). Returns when the events
+/// end or the reader is gone (or takes nothing for [`STALLED_READER`]);
+/// dropping `events` then tells their producer.
+pub async fn write_events(mut sink: impl SseSink, mut events: UnboundedReceiver<StreamEvent>, keepalive: Duration) {
     let silence = tokio::time::sleep(keepalive);
     tokio::pin!(silence);
     loop {
         let chunk = tokio::select! {
             event = events.recv() => match event {
-                None => break,
-                Some(event) => {
-                    next_id += 1;
-                    event.encode(next_id - 1)
-                }
+                None => return,
+                Some(event) => event.encode(),
             },
             _ = &mut silence => KEEP_ALIVE.to_owned(),
         };
         silence.as_mut().reset(tokio::time::Instant::now() + keepalive);
-        if !reader_gone && sink.send(Bytes::from(chunk)).await.is_err() {
-            tracing::info!("stream reader went away; the reply is still generated and stored");
-            reader_gone = true;
+        match tokio::time::timeout(STALLED_READER, sink.send(Bytes::from(chunk))).await {
+            Ok(Ok(())) => {}
+            _ => {
+                tracing::info!("stream reader went away; a reply being generated is still generated and stored");
+                return;
+            }
         }
     }
 }
@@ -151,8 +199,12 @@ mod tests {
         }
     }
 
+    fn delta_to(text: &str, end: usize) -> StreamEvent {
+        StreamEvent::Delta(ReplyDelta { reply_id: Uuid::nil(), delta: text.to_owned(), end })
+    }
+
     fn delta(text: &str) -> StreamEvent {
-        StreamEvent::Delta(ReplyDelta { reply_id: Uuid::nil(), delta: text.to_owned() })
+        delta_to(text, text.len())
     }
 
     #[tokio::test(start_paused = true)]
@@ -163,32 +215,56 @@ mod tests {
         let writer = tokio::spawn(write_events(sink, rx, Duration::from_secs(10)));
         // 25 s before the first token, then 25 s of silence after it, then a burst.
         tokio::time::sleep(Duration::from_secs(25)).await;
-        tx.send(delta("a")).unwrap();
+        tx.send(delta_to("a", 1)).unwrap();
         tokio::time::sleep(Duration::from_secs(25)).await;
-        tx.send(delta("b\nc")).unwrap();
-        tx.send(delta("d")).unwrap();
+        tx.send(delta_to("b\nc", 4)).unwrap();
+        tx.send(delta_to("d", 5)).unwrap();
         drop(tx);
         writer.await.unwrap();
         let seen = seen.lock().unwrap().clone();
         let kinds: Vec<&str> = seen.iter().map(|c| if c == KEEP_ALIVE { "ka" } else { "event" }).collect();
         assert_eq!(kinds, ["ka", "ka", "event", "ka", "ka", "event", "event"], "{seen:?}");
-        assert!(seen[2].starts_with("id: 0\nevent: reply.delta\ndata: {"), "{}", seen[2]);
-        assert!(seen[5].starts_with("id: 1\n"));
+        assert!(seen[2].starts_with("id: 1\nevent: reply.delta\ndata: {"), "ids are byte positions: {}", seen[2]);
+        assert!(seen[5].starts_with("id: 4\n"));
         assert!(seen[5].contains(r#""delta":"b\nc""#), "newlines stay inside the JSON string");
         assert_eq!(seen[5].matches("\n\n").count(), 1, "one event, one blank line");
-        assert!(seen[6].starts_with("id: 2\n"));
+        assert!(seen[6].starts_with("id: 5\n"));
     }
 
     #[tokio::test]
-    async fn a_gone_reader_does_not_stop_the_drain() {
+    async fn a_gone_reader_ends_the_writer_and_its_producer_learns_it() {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let sink = Collect(Arc::default(), Some(1));
         let seen = sink.0.clone();
         for i in 0..100 {
             tx.send(delta(&i.to_string())).unwrap();
         }
-        drop(tx);
         write_events(sink, rx, Duration::from_secs(10)).await;
         assert_eq!(seen.lock().unwrap().len(), 1);
+        assert!(tx.send(delta("more")).is_err(), "the producer can tell the reader is gone");
+    }
+
+    /// A sink that never takes a byte.
+    struct Stalled;
+
+    impl SseSink for Stalled {
+        async fn send(&mut self, _: Bytes) -> Result<(), ()> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_reader_is_let_go() {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tx.send(delta("a")).unwrap();
+        let started = tokio::time::Instant::now();
+        write_events(Stalled, rx, Duration::from_secs(10)).await;
+        assert_eq!(started.elapsed(), STALLED_READER);
+    }
+
+    #[test]
+    fn the_last_event_and_the_first_have_positions_too() {
+        let reply = MessageView::new(&crate::domain::Message::user(Uuid::nil(), 1, "x".into(), None, crate::domain::Timestamp::now()), crate::domain::Timestamp::now());
+        assert!(StreamEvent::ended(reply).encode().starts_with("id: end\nevent: reply.completed\n"));
     }
 }
