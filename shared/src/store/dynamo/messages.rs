@@ -161,13 +161,8 @@ impl DynamoStore {
         let mut start: Option<Item> = None;
         loop {
             let out = self
-                .client
-                .query()
-                .table_name(&self.table)
+                .partition_query(session_id)
                 .key_condition_expression("#pk = :pk AND #sk BETWEEN :from AND :to")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_names("#sk", SK)
-                .expression_attribute_values(":pk", s(session_pk(session_id)))
                 .expression_attribute_values(":from", s(log_sk(seq, from_part)))
                 .expression_attribute_values(":to", s(log_sk(seq, u32::MAX)))
                 .consistent_read(true)
@@ -204,13 +199,8 @@ impl MessageRepository for DynamoStore {
         // The session item's sort key sorts above every message key: read
         // backwards from the top and it comes first, then the newest messages.
         let out = self
-            .client
-            .query()
-            .table_name(&self.table)
+            .partition_query(session_id)
             .key_condition_expression("#pk = :pk AND #sk >= :from")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_names("#sk", SK)
-            .expression_attribute_values(":pk", s(session_pk(session_id)))
             .expression_attribute_values(":from", s(MESSAGE_SK_PREFIX))
             .scan_index_forward(false)
             .consistent_read(true)
@@ -355,15 +345,10 @@ impl MessageRepository for DynamoStore {
         let mut session_checked = false;
         loop {
             let out = self
-                .client
-                .query()
-                .table_name(&self.table)
+                .partition_query(session_id)
                 .key_condition_expression("#pk = :pk AND #sk >= :from")
                 .filter_expression("attribute_exists(#owner) OR id = :id")
                 .expression_attribute_names("#owner", "owner")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_names("#sk", SK)
-                .expression_attribute_values(":pk", s(session_pk(session_id)))
                 .expression_attribute_values(":from", s(MESSAGE_SK_PREFIX))
                 .expression_attribute_values(":id", s(message_id.to_string()))
                 .scan_index_forward(false)
@@ -520,13 +505,8 @@ impl MessageRepository for DynamoStore {
             (Order::Desc, Some(seq)) => ("#pk = :pk AND #sk BETWEEN :bottom AND :bound", message_sk(seq.saturating_sub(1))),
         };
         let mut query = self
-            .client
-            .query()
-            .table_name(&self.table)
+            .partition_query(session_id)
             .key_condition_expression(condition)
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_names("#sk", SK)
-            .expression_attribute_values(":pk", s(session_pk(session_id)))
             .expression_attribute_values(":bound", s(bound))
             .scan_index_forward(order == Order::Asc)
             .limit(limit as i32);

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, ReturnValue, WriteRequest};
 use serde::{Deserialize, Serialize};
@@ -326,13 +327,8 @@ impl SessionRepository for DynamoStore {
         let mut start: Option<Item> = None;
         loop {
             let out = self
-                .client
-                .query()
-                .table_name(&self.table)
+                .partition_query(id)
                 .key_condition_expression("#pk = :pk")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_names("#sk", SK)
-                .expression_attribute_values(":pk", s(session_pk(id)))
                 .projection_expression("#pk, #sk")
                 .set_exclusive_start_key(start.take())
                 .send()
@@ -364,6 +360,17 @@ impl SessionRepository for DynamoStore {
 
 impl DynamoStore {
     /// One item by key, strongly consistent.
+    /// A Query on one session's partition: `#pk` and `#sk` name the keys and
+    /// `:pk` is the partition; the caller adds its key condition.
+    pub(crate) fn partition_query(&self, session_id: Uuid) -> QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_values(":pk", s(session_pk(session_id)))
+    }
+
     pub(crate) async fn get_item(&self, pk: String, sk: String) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
