@@ -9,11 +9,11 @@
 
 SCRIPTS := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))/scripts
 
-.PHONY: help dev test contract-test api-key revoke-key openapi deploy-check figures e2e-real
+.PHONY: help dev test contract-test api-key revoke-key openapi deploy-check figures figures-durable e2e-real
 
 help: ## Show this help
 	@echo 'Usage: make <target> [VAR=value ...]'
-	@awk 'BEGIN { FS = ":.*## " } /^[a-z0-9-]+:.*## / { printf "  %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+	@awk 'BEGIN { FS = ":.*## " } /^[a-z0-9-]+:.*## / { printf "  %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 dev: ## Run the local stack (DynamoDB Local + cargo lambda watch) in the foreground
 	@exec "$(SCRIPTS)/dev.sh" up
@@ -41,6 +41,9 @@ deploy-check: ## Lint template.yaml (cfn-lint, sam validate) and build every fun
 
 figures: ## Print bootstrap sizes and local cold-start figures (see docs/FIGURES.md)
 	@"$(SCRIPTS)/figures.sh"
+
+figures-durable: ## Measure the follower's lag and a reply's writes; updates docs/FIGURES.md
+	@"$(SCRIPTS)/figures-durable.sh" --write
 
 e2e-real: ## Full local stack against a real Ollama and model (builds one if none runs), with overhead figures
 	@"$(SCRIPTS)/e2e-real.sh"
