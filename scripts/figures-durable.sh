@@ -18,7 +18,6 @@ cd "$LLMCHAT_ROOT"
 FIGURES="$LLMCHAT_ROOT/docs/FIGURES.md"
 BEGIN_MARK='<!-- durable-figures:begin -->'
 END_MARK='<!-- durable-figures:end -->'
-DDB="$LLMCHAT_ROOT/scripts/dynamodb-local.sh"
 
 write=0
 case "$*" in
@@ -33,26 +32,12 @@ if ((write)); then
 fi
 
 need_cmd cargo java mvn curl python3 setsid pgrep
-"$DDB" install
+"$LLMCHAT_ROOT/scripts/dynamodb-local.sh" install
 # Compiled before anything is timed, so the build's load is over when the figures are taken.
 log "building the example durable_figures"
 cargo build -q -p llmchat-tests --example durable_figures
 
-mkdir -p "$LLMCHAT_STATE_DIR"
-RUN_DIR="$(mktemp -d "$LLMCHAT_STATE_DIR/figures-durable.XXXXXX")"
-# shellcheck disable=SC2317 # invoked through the EXIT trap
-cleanup() {
-    local status=$?
-    trap '' INT TERM HUP
-    "$DDB" stop "$RUN_DIR/dynamodb-local.pid" || true
-    rm -rf "$RUN_DIR"
-    exit "$status"
-}
-on_exit_run cleanup
-
-port="$(start_dynamodb_on_free_port "$RUN_DIR/dynamodb-local.pid" "$RUN_DIR/dynamodb-local.log")"
-use_local_aws_env
-export LLMCHAT_TEST_DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
+start_private_dynamodb figures-durable
 
 # The command the figures name.
 command="scripts/figures-durable.sh"

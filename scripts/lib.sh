@@ -143,6 +143,37 @@ start_dynamodb_on_free_port() {
     die "could not start DynamoDB Local"
 }
 
+# A private, in-memory DynamoDB Local for one run of a script: makes RUN_DIR
+# (a fresh directory under the state dir, named after NAME), starts DynamoDB
+# Local on a free port there, and exports its endpoint as
+# LLMCHAT_TEST_DYNAMODB_ENDPOINT and DYNAMODB_ENDPOINT with local AWS
+# settings (never a dev instance named in the developer's shell). On exit
+# the function BEFORE_STOP (if given) runs, then DynamoDB Local stops and
+# RUN_DIR goes.
+# Usage: start_private_dynamodb NAME [BEFORE_STOP]
+start_private_dynamodb() {
+    PRIVATE_BEFORE_STOP=${2:-}
+    mkdir -p "$LLMCHAT_STATE_DIR"
+    # A directory per run: concurrent runs each get their own pid file and log.
+    RUN_DIR="$(mktemp -d "$LLMCHAT_STATE_DIR/$1.XXXXXX")"
+    on_exit_run stop_private_dynamodb
+    local port
+    port="$(start_dynamodb_on_free_port "$RUN_DIR/dynamodb-local.pid" "$RUN_DIR/dynamodb-local.log")"
+    use_local_aws_env
+    export LLMCHAT_TEST_DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
+    export DYNAMODB_ENDPOINT="$LLMCHAT_TEST_DYNAMODB_ENDPOINT"
+}
+
+# shellcheck disable=SC2317 # invoked through the EXIT trap
+stop_private_dynamodb() {
+    local status=$?
+    trap '' INT TERM HUP
+    if [[ -n ${PRIVATE_BEFORE_STOP:-} ]]; then "$PRIVATE_BEFORE_STOP" || true; fi
+    "$LLMCHAT_ROOT/scripts/dynamodb-local.sh" stop "$RUN_DIR/dynamodb-local.pid" || true
+    rm -rf "$RUN_DIR"
+    exit "$status"
+}
+
 # Sets and exports OLLAMA_URL for the local stack: the one given; else Ollama's
 # default address when an Ollama answers there; else the project's own Ollama
 # (scripts/ollama.sh), started on PORT with ollama.pid and ollama.log in DIR

@@ -13,38 +13,20 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$LLMCHAT_ROOT"
 
-DDB="$LLMCHAT_ROOT/scripts/dynamodb-local.sh"
-
 need_cmd cargo java mvn curl python3 setsid pgrep
-"$DDB" install
+"$LLMCHAT_ROOT/scripts/dynamodb-local.sh" install
 # cargo-lambda: the end-to-end and contract tests run the functions under
 # `cargo lambda watch`; schemathesis: the contract test.
 ensure_dev_tools
 
-mkdir -p "$LLMCHAT_STATE_DIR"
-# A directory per run: concurrent test runs each get their own pid file and log.
-RUN_DIR="$(mktemp -d "$LLMCHAT_STATE_DIR/test.XXXXXX")"
+# A local stack the end-to-end test had no chance to stop (it was killed).
 # shellcheck disable=SC2317 # invoked through the EXIT trap
-cleanup() {
-    local status=$?
-    trap '' INT TERM HUP
-    # A local stack the end-to-end test had no chance to stop (it was killed).
+stop_leftover_stacks() {
     for stack in "$RUN_DIR"/*/; do
         if [[ -d $stack ]]; then local_stack stop "$stack" || true; fi
     done
-    "$DDB" stop "$RUN_DIR/dynamodb-local.pid" || true
-    rm -rf "$RUN_DIR"
-    exit "$status"
 }
-on_exit_run cleanup
-
-port="$(start_dynamodb_on_free_port "$RUN_DIR/dynamodb-local.pid" "$RUN_DIR/dynamodb-local.log")"
-
-use_local_aws_env
-export LLMCHAT_TEST_DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
-# Anything reading the regular endpoint variable reaches the test instance too,
-# never a dev one configured in the developer's shell.
-export DYNAMODB_ENDPOINT="$LLMCHAT_TEST_DYNAMODB_ENDPOINT"
+start_private_dynamodb test stop_leftover_stacks
 # Where the end-to-end test keeps its local stack (scripts/local-stack.sh).
 export LLMCHAT_TEST_STATE_DIR="$RUN_DIR"
 
