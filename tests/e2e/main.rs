@@ -114,6 +114,31 @@ async fn read_events(response: reqwest::Response, started: Instant) -> Vec<(Dura
     events
 }
 
+/// Reads events (id, name, data) until `deltas` deltas have come (or the stream ends), then hangs up.
+async fn read_some(response: reqwest::Response, deltas: Option<usize>) -> Vec<(String, String, Value)> {
+    let mut events = Vec::new();
+    let mut buffer = String::new();
+    let mut body = response.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        buffer.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let field = |f: &str| block.lines().find_map(|l| l.strip_prefix(&format!("{f}: ")).map(str::to_owned));
+            if let (Some(id), Some(name), Some(data)) = (field("id"), field("event"), field("data")) {
+                events.push((id, name, serde_json::from_str(&data).unwrap()));
+            }
+        }
+        if deltas.is_some_and(|n| events.iter().filter(|(_, name, _)| name == "reply.delta").count() >= n) {
+            break;
+        }
+    }
+    events
+}
+
+fn text_of(events: &[(String, String, Value)]) -> String {
+    events.iter().filter(|(_, n, _)| n == "reply.delta").map(|(_, _, d)| d["delta"].as_str().unwrap()).collect()
+}
+
 #[tokio::test]
 async fn the_local_runtime_streams_incrementally_and_concurrently() {
     let dynamodb = std::env::var("LLMCHAT_TEST_DYNAMODB_ENDPOINT")
@@ -194,5 +219,40 @@ async fn the_local_runtime_streams_incrementally_and_concurrently() {
     assert!(first_delta(&a) < end(&b) && first_delta(&b) < end(&a), "the streams overlapped");
     let single = *deltas[4];
     assert!(end(&a).max(end(&b)) < single * 2, "two streams took {:?} and {:?}; one alone {single:?}", end(&a), end(&b));
+
+    // A reader leaves mid-reply and rejoins through another request (another
+    // function instance): the rest arrives live, no gap, no repeat.
+    let stream_url = |session: &str| format!("{}/sessions/{session}/messages/stream", watch.base);
+    let r = client.post(stream_url(&sessions[0])).header("authorization", &auth_header).json(&json!({"content": "again"})).send().await.unwrap();
+    let seen = read_some(r, Some(2)).await;
+    let reply_id = seen[0].2["reply_id"].as_str().unwrap().to_owned();
+    let resume_url = format!("{}/sessions/{}/messages/{reply_id}/stream", watch.base, sessions[0]);
+    let r = client.get(&resume_url).header("authorization", &auth_header).header("last-event-id", &seen.last().unwrap().0).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let rest = read_some(r, None).await;
+    assert!(rest.iter().filter(|(_, n, _)| n == "reply.delta").count() >= 2, "followed live: {rest:?}");
+    assert_eq!(format!("{}{}", text_of(&seen), text_of(&rest)), "one two three four five");
+    assert_eq!(rest.last().map(|(id, n, _)| (id.as_str(), n.as_str())), Some(("end", "reply.completed")));
+
+    // A Stop from another request ends the reply where it is, in the first reader's stream too.
+    let r = client.post(stream_url(&sessions[2])).header("authorization", &auth_header).json(&json!({"content": "and again"})).send().await.unwrap();
+    let mut first = read_some(r, Some(1)).await;
+    let reply_id = first[0].2["reply_id"].as_str().unwrap().to_owned();
+    let cancelled: Value = client
+        .post(format!("{}/sessions/{}/messages/{reply_id}/cancel", watch.base, sessions[2]))
+        .header("authorization", &auth_header)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    let resume_url = format!("{}/sessions/{}/messages/{reply_id}/stream", watch.base, sessions[2]);
+    let r = client.get(&resume_url).header("authorization", &auth_header).header("last-event-id", &first.last().unwrap().0).send().await.unwrap();
+    first.extend(read_some(r, None).await);
+    assert_eq!(first.last().unwrap().1, "reply.cancelled");
+    assert_eq!(text_of(&first), cancelled["content"].as_str().unwrap());
+    assert!("one two three four five".starts_with(cancelled["content"].as_str().unwrap()));
     drop(watch);
 }
