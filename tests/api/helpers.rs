@@ -87,19 +87,28 @@ impl TestApp {
 
     /// Routes `req` as `cargo lambda watch` does, by the workspace's router table.
     pub async fn dispatch(&self, method: Method, req: Request) -> TestResponse {
-        // REST API events carry the stage (`/v1`) in the path; the router sees none.
+        // REST API events carry the stage (`/v1` in these tests) in the path; the router sees none.
         let full = req.uri().path().to_owned();
-        let path = full.strip_prefix("/v1").unwrap_or(&full).to_owned();
+        let staged = full.strip_prefix("/v1").unwrap_or(&full).to_owned();
         let app = &*self.app;
-        let function = routes::function_for(&ROUTES, method.as_str(), &path)
-            .or_else(|| routes::owner_of_prefix(&ROUTES, &path))
-            .unwrap_or_else(|| panic!("no function serves {method} {path}"));
+        let function = routes::function_for(&ROUTES, method.as_str(), &full)
+            .or_else(|| routes::function_for(&ROUTES, method.as_str(), &staged))
+            .or_else(|| routes::owner_of_prefix(&ROUTES, &staged))
+            .unwrap_or_else(|| panic!("no function serves {method} {full}"));
         let response = match function {
             "create-session" => create_session::handle(app, req).await,
             "sessions" => sessions::handle(app, req).await,
             "send-message" => send_message::handle(app, req).await,
             "stream-reply" => {
                 let response = stream_reply::handle(self.app.clone(), Generations::default(), req)
+                    .await
+                    .expect("handlers never fail the invocation");
+                let (parts, body) = response.into_parts();
+                let bytes = body.collect().await.expect("the stream ends cleanly").to_bytes();
+                Ok(lambda_http::Response::from_parts(parts, Body::from(bytes.to_vec())))
+            }
+            "openai" => {
+                let response = openai::handle(self.app.clone(), Generations::default(), req)
                     .await
                     .expect("handlers never fail the invocation");
                 let (parts, body) = response.into_parts();

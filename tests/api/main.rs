@@ -11,6 +11,7 @@ mod durable;
 mod health;
 mod helpers;
 mod ollama;
+mod openai;
 mod routes;
 mod schema;
 mod sessions;

@@ -18,6 +18,7 @@ fn request(model: &str) -> ChatRequest {
         model: model.to_owned(),
         messages: vec![ChatTurn { role: Role::User, content: "hi".to_owned() }],
         options: ModelOptions { seed: Some(1), ..Default::default() },
+        format: None,
     }
 }
 

@@ -10,6 +10,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// The one model the scripted server lists in `/api/tags`.
+pub const MODEL: &str = "gemma3:270m";
+
 /// One step of a scripted response body.
 #[derive(Clone, Debug)]
 pub enum Step {
@@ -119,7 +122,7 @@ async fn serve(mut socket: TcpStream, handler: Arc<Handler>, counters: Counters)
     let Some((path, body)) = read_request(&mut socket).await else { return };
     if path == "/api/tags" {
         counters.tags.fetch_add(1, Ordering::SeqCst);
-        let tags = json!({"models": [{"name": "gemma3:270m", "size": 241000000, "modified_at": "2026-01-01T00:00:00Z",
+        let tags = json!({"models": [{"name": MODEL, "size": 241000000, "modified_at": "2026-01-01T00:00:00Z",
             "details": {"family": "gemma3", "parameter_size": "268M", "quantization_level": "Q4_K_M"}}]});
         let text = tags.to_string();
         let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", text.len());

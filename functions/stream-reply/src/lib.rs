@@ -25,7 +25,7 @@ use llmchat::http::views::MessageView;
 use llmchat::llm::ChatModel;
 use llmchat::store::Store;
 use llmchat::{ApiError, App, http as api};
-use tokio::sync::mpsc::{self, UnboundedSender};
+use tokio::sync::mpsc::UnboundedSender;
 use uuid::Uuid;
 
 /// Serves invocations until the runtime stops; each lasts until the replies it started are stored.
@@ -80,7 +80,7 @@ async fn send<S: Store + 'static, M: ChatModel>(
 ) -> Result<Response<Body>, ApiError> {
     let input = api::json_body(req)?;
     let begun = chat::begin(&app.store, &app.config, owner, session_id, input).await?;
-    let (events, body) = open_stream(app.config.sse_keepalive);
+    let (events, body) = sse::channel(app.config.sse_keepalive);
     match begun {
         Begun::Replay { user, reply } => {
             // A retry: the same stream shape, from what is stored.
@@ -97,14 +97,6 @@ async fn send<S: Store + 'static, M: ChatModel>(
         }
     }
     sse::response(body)
-}
-
-/// The stream's body, fed by a writer task from the returned sender.
-fn open_stream(keepalive: std::time::Duration) -> (UnboundedSender<StreamEvent>, Body) {
-    let (events, receiver) = mpsc::unbounded_channel();
-    let (sender, body) = lambda_runtime::streaming::channel();
-    tokio::spawn(sse::write_events(sender, receiver, keepalive));
-    (events, body)
 }
 
 /// Generates the reply, turning its progress into stream events.
@@ -164,7 +156,7 @@ async fn resume<S: Store + 'static, M: ChatModel>(
         // Past the end of a reply that has ended: nothing follows (and EventSource stops reconnecting).
         return Response::builder().status(StatusCode::NO_CONTENT).body(Body::default()).map_err(|e| ApiError::Internal(Box::new(e)));
     };
-    let (events, body) = open_stream(app.config.sse_keepalive);
+    let (events, body) = sse::channel(app.config.sse_keepalive);
     tokio::spawn(tracing::Instrument::instrument(
         async move {
             let followed = chat::follow(&app.store, &reply, after, |seen| {

@@ -48,8 +48,10 @@ pub async fn begin<S: MessageRepository>(
         )));
     }
     let reserve = *options.num_predict.get_or_insert(config.max_reply_tokens);
+    let model = input.turn.model.clone().unwrap_or_else(|| session.model.clone());
+    let system_prompt = input.turn.system_prompt.as_deref().or(session.system_prompt.as_deref());
     let fitted = context::fit(
-        session.system_prompt.as_deref(),
+        system_prompt,
         &state.recent,
         &input.content,
         context_tokens,
@@ -61,7 +63,7 @@ pub async fn begin<S: MessageRepository>(
     let expected_seq = session.last_seq;
     let user = Message::user(session_id, expected_seq + 1, input.content.clone(), input.client_message_id.clone(), now);
     let lease = now.plus(config.llm_first_token_timeout + config.llm_idle_timeout + LEASE_GRACE);
-    let mut reply = Message::pending_reply(session_id, expected_seq + 2, session.model.clone(), now, lease);
+    let mut reply = Message::pending_reply(session_id, expected_seq + 2, model.clone(), now, lease);
     reply.context_truncated = fitted.truncated;
     let idempotency = input.client_message_id.as_ref().map(|id| IdempotencyRecord {
         client_message_id: id.clone(),
@@ -80,7 +82,7 @@ pub async fn begin<S: MessageRepository>(
         Err(BeginError::Store(e)) => return Err(e.into()),
     }
     tracing::info!(user_seq = user.seq, reply_seq = reply.seq, truncated = fitted.truncated, "exchange stored");
-    let request = ChatRequest { model: session.model, messages: fitted.turns, options };
+    let request = ChatRequest { model, messages: fitted.turns, options, format: input.turn.format.clone() };
     Ok(Begun::New(Pending { user, reply, request }))
 }
 

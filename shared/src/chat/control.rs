@@ -176,6 +176,24 @@ pub async fn cancel<S: MessageRepository>(
     }
 }
 
+/// Removes an exchange (the user message and reply `message_id`) from its
+/// session; a reply still being written is stopped first.
+pub async fn delete_exchange<S: MessageRepository>(
+    store: &S,
+    owner: &OwnerId,
+    session_id: Uuid,
+    message_id: Uuid,
+) -> Result<(), ChatError> {
+    let reply = match cancel(store, owner, session_id, message_id).await? {
+        Cancelled::Ended(reply) => reply,
+        Cancelled::Stopping(_) => return Err(ChatError::ReplyInProgress),
+    };
+    store.delete_exchange(session_id, reply.seq).await.map_err(|e| match e {
+        crate::store::StoreError::ConditionFailed => ChatError::ReplyInProgress,
+        other => other.into(),
+    })
+}
+
 fn as_read(mut m: Message) -> Message {
     m.status = m.effective_status(Timestamp::now());
     m

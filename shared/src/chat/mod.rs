@@ -29,10 +29,14 @@ mod begin;
 mod control;
 pub mod context;
 mod generate;
+mod relay;
 
 pub use begin::begin;
-pub use control::{CANCEL_WAIT, Cancelled, FOLLOW_POLL_INTERVAL, Followed, Position, cancel, check_position, follow, locate_reply};
+pub use control::{
+    CANCEL_WAIT, Cancelled, FOLLOW_POLL_INTERVAL, Followed, Position, cancel, check_position, delete_exchange, follow, locate_reply,
+};
 pub use generate::{Generated, generate};
+pub use relay::{relay, stateless_request};
 
 /// Longest time new text waits before it is appended to the reply's log: a
 /// crash loses at most this much, and a follower lags by about this much.

@@ -20,7 +20,7 @@ use crate::store::{BeginError, IdempotencyRecord, Listed, LogPart, MessageReposi
 use crate::testing::{ScriptedModel, Step, app_on_fresh_table, new_session};
 
 fn send(content: &str) -> SendMessage {
-    SendMessage { content: content.to_owned(), client_message_id: None, options: None }
+    SendMessage { content: content.to_owned(), client_message_id: None, options: None, turn: Default::default() }
 }
 
 fn delta(text: &str) -> Step {
@@ -168,6 +168,9 @@ impl MessageRepository for WriteLog {
     }
     async fn read_reply(&self, id: Uuid, seq: u64, from: u32) -> Result<Option<(Message, Vec<LogPart>)>, StoreError> {
         self.inner.read_reply(id, seq, from).await
+    }
+    async fn delete_exchange(&self, id: Uuid, seq: u64) -> Result<(), StoreError> {
+        self.inner.delete_exchange(id, seq).await
     }
     async fn list_messages(
         &self,

@@ -140,6 +140,19 @@ pub struct SendMessage {
     /// Options for this reply only, over the session's.
     #[serde(default)]
     pub options: Option<ModelOptions>,
+    /// Not part of this API's body: set by the OpenAI-compatible Responses
+    /// surface, whose every request names its model and instructions.
+    #[serde(skip)]
+    pub turn: TurnOverrides,
+}
+
+/// This turn's model, instructions and output format, over the session's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TurnOverrides {
+    pub model: Option<String>,
+    pub system_prompt: Option<String>,
+    /// Structured output: `"json"` or a JSON Schema.
+    pub format: Option<serde_json::Value>,
 }
 
 impl SendMessage {
@@ -162,6 +175,12 @@ impl SendMessage {
         }
         if let Some(o) = &self.options {
             o.validate()?;
+        }
+        if let Some(m) = &self.turn.model {
+            super::validate_model_name(m)?;
+        }
+        if let Some(p) = &self.turn.system_prompt {
+            super::validate_system_prompt(p)?;
         }
         Ok(())
     }
@@ -215,7 +234,12 @@ mod tests {
         assert!(ok.validate().is_ok());
         let blank: SendMessage = serde_json::from_str(r#"{"content": "  "}"#).unwrap();
         assert!(blank.validate().is_err());
-        let long = SendMessage { content: "x".repeat(MAX_MESSAGE_CHARS + 1), client_message_id: None, options: None };
+        let long = SendMessage {
+            content: "x".repeat(MAX_MESSAGE_CHARS + 1),
+            client_message_id: None,
+            options: None,
+            turn: TurnOverrides::default(),
+        };
         assert!(long.validate().is_err());
         let bad_key: SendMessage = serde_json::from_str(r#"{"content": "hi", "client_message_id": "a b"}"#).unwrap();
         assert!(bad_key.validate().is_err());

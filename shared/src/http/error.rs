@@ -24,6 +24,10 @@ pub enum ApiError {
     /// The request was read but a value breaks a rule or a limit.
     #[error("{0}")]
     Unprocessable(String),
+    /// A named parameter is unknown, unsupported, or breaks a rule (the
+    /// OpenAI-compatible routes name it in `param`).
+    #[error("{detail}")]
+    InvalidParam { param: String, detail: String },
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("a valid API key is required: send `Authorization: Bearer <key>`")]
@@ -50,7 +54,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unprocessable(_) | ApiError::InvalidParam { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -65,7 +69,7 @@ impl ApiError {
 
     pub fn code(&self) -> ErrorCode {
         match self {
-            ApiError::BadRequest(_) | ApiError::Unprocessable(_) => ErrorCode::InvalidRequest,
+            ApiError::BadRequest(_) | ApiError::Unprocessable(_) | ApiError::InvalidParam { .. } => ErrorCode::InvalidRequest,
             ApiError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
             ApiError::Unauthorized => ErrorCode::Unauthorized,
             ApiError::NotFound(_) => ErrorCode::NotFound,

@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod extract;
 pub mod invocation;
+pub mod openai;
 pub mod openapi;
 pub mod error;
 pub mod respond;
@@ -24,4 +25,4 @@ pub mod views;
 pub use extract::*;
 pub use error::{ApiError, Problem};
 pub use respond::*;
-pub use serve::{record_session, request_id, serve};
+pub use serve::{record_session, request_id, serve, serve_as};

@@ -16,6 +16,7 @@ use super::views::{Exchange, MessageView, SessionView};
 use crate::domain::{
     CreateSession, ErrorCode, MessageStatus, ModelOptions, Order, Page, Role, SendMessage, UpdateSession, Usage,
 };
+use super::openai::{OpenAiError, OpenAiErrorDetail};
 use crate::health::Health;
 use crate::llm::ModelInfo;
 
@@ -30,20 +31,23 @@ as Server-Sent Events. Every error is `application/problem+json`. Authorize with
     ),
     paths(
         create_session, list_sessions, get_session, update_session, delete_session,
-        send_message, stream_reply, resume_reply, cancel_reply, list_messages, list_models, health, openapi_json, docs
+        send_message, stream_reply, resume_reply, cancel_reply, list_messages, list_models, health, openapi_json, docs,
+        v1_chat_completions, v1_models, v1_model, v1_create_response, v1_get_response, v1_delete_response, v1_cancel_response
     ),
     components(schemas(
         SessionView, CreateSession, UpdateSession, ModelOptions, Page<SessionView>, Page<MessageView>, Page<ModelInfo>,
         MessageView, SendMessage, Exchange, MessageStatus, Role, Usage, Order, ModelInfo,
         MessageCreated, ReplyDelta, ReplyCompleted, ReplyCancelled, StreamError,
-        Problem, ErrorCode, Health
+        Problem, ErrorCode, Health, OpenAiError, OpenAiErrorDetail
     )),
     modifiers(&BearerKey, &StreamEvents),
     security(("api_key" = [])),
     tags(
         (name = "sessions", description = "Chat sessions"),
         (name = "messages", description = "Sending messages and reading history"),
-        (name = "meta", description = "Models, health and this documentation")
+        (name = "meta", description = "Models, health and this documentation"),
+        (name = "openai", description = "The OpenAI-compatible API: point an OpenAI SDK's `base_url` at `…/v1` and use an LlmChat key. \
+Bodies and answers follow OpenAI's API reference; parameters LlmChat does not support are a 400 naming them. Errors are `{\"error\": {message, type, param, code}}`.")
     )
 )]
 struct ApiDoc;
@@ -349,6 +353,98 @@ fn openapi_json() {}
 )]
 #[allow(dead_code)]
 fn docs() {}
+
+#[utoipa::path(
+    post, path = "/v1/chat/completions", tag = "openai",
+    request_body(content = Object, description = "OpenAI's chat completion request: `model`, `messages`, `temperature`, `top_p`, `max_tokens`, `max_completion_tokens`, `stop`, `seed`, `response_format`, `stream`, `stream_options`, `n` (1)."),
+    responses(
+        (status = 200, description = "A `chat.completion` object, or with `stream: true` a `text/event-stream` of `chat.completion.chunk` objects ending with `data: [DONE]`. Nothing is stored.", content_type = "application/json", body = Object),
+        (status = 400, description = "A parameter LlmChat does not support, or a bad value (`param` names it)", body = OpenAiError),
+        (status = 401, description = "Missing or bad API key", body = OpenAiError),
+        (status = 404, description = "The model is not on the backend (`model_not_found`)", body = OpenAiError),
+        (status = 503, description = "The model backend is unavailable", body = OpenAiError),
+    )
+)]
+#[allow(dead_code)]
+fn v1_chat_completions() {}
+
+#[utoipa::path(
+    get, path = "/v1/models", tag = "openai",
+    responses(
+        (status = 200, description = "`{object: \"list\", data: [{id, object: \"model\", created, owned_by}]}`", body = Object),
+        (status = 401, description = "Missing or bad API key", body = OpenAiError),
+    )
+)]
+#[allow(dead_code)]
+fn v1_models() {}
+
+#[utoipa::path(
+    get, path = "/v1/models/{model}", tag = "openai",
+    params(("model" = String, Path, max_length = 128, description = "A model name, e.g. `gemma3:270m`")),
+    responses(
+        (status = 200, description = "`{id, object: \"model\", created, owned_by}`", body = Object),
+        (status = 401, description = "Missing or bad API key", body = OpenAiError),
+        (status = 404, description = "No such model (`model_not_found`)", body = OpenAiError),
+    )
+)]
+#[allow(dead_code)]
+fn v1_model() {}
+
+#[utoipa::path(
+    post, path = "/v1/responses", tag = "openai",
+    request_body(content = Object, description = "OpenAI's response request: `model`, `input` (a string, or messages ending with the user's), `instructions`, `previous_response_id` or `conversation` (an LlmChat session id), `store` (true), `stream`, `background`, `temperature`, `top_p`, `max_output_tokens`, `text.format`."),
+    responses(
+        (status = 200, description = "A `response` object (with `background: true` at once, `in_progress`), or with `stream: true` a `text/event-stream` of response events, each with a `sequence_number`. The response is a reply stored in an LlmChat session.", content_type = "application/json", body = Object),
+        (status = 400, description = "A parameter LlmChat does not support, or a bad value (`param` names it)", body = OpenAiError),
+        (status = 401, description = "Missing or bad API key", body = OpenAiError),
+        (status = 404, description = "No such conversation or previous response for this caller, or model", body = OpenAiError),
+        (status = 409, description = "A reply is being generated in this conversation", body = OpenAiError),
+    )
+)]
+#[allow(dead_code)]
+fn v1_create_response() {}
+
+#[utoipa::path(
+    get, path = "/v1/responses/{id}", tag = "openai",
+    params(
+        ("id" = String, Path, max_length = 69, description = "A response id (`resp_…`)"),
+        ("stream" = Option<bool>, Query, description = "`true`: the response's events as a `text/event-stream`, followed live until it ends"),
+        ("starting_after" = Option<u64>, Query, description = "With `stream=true`: only the events after this `sequence_number`"),
+    ),
+    responses(
+        (status = 200, description = "The `response` object as it stands, or its events", content_type = "application/json", body = Object),
+        (status = 400, description = "A bad `starting_after`", body = OpenAiError),
+        (status = 401, description = "Missing or bad API key", body = OpenAiError),
+        (status = 404, description = "No such response for this caller", body = OpenAiError),
+    )
+)]
+#[allow(dead_code)]
+fn v1_get_response() {}
+
+#[utoipa::path(
+    delete, path = "/v1/responses/{id}", tag = "openai",
+    params(("id" = String, Path, max_length = 69, description = "A response id (`resp_…`)")),
+    responses(
+        (status = 200, description = "`{id, object: \"response\", deleted: true}`: the exchange left its conversation (stopped first if still being written)", body = Object),
+        (status = 401, description = "Missing or bad API key", body = OpenAiError),
+        (status = 404, description = "No such response for this caller", body = OpenAiError),
+        (status = 409, description = "The response is still stopping; try again", body = OpenAiError),
+    )
+)]
+#[allow(dead_code)]
+fn v1_delete_response() {}
+
+#[utoipa::path(
+    post, path = "/v1/responses/{id}/cancel", tag = "openai",
+    params(("id" = String, Path, max_length = 69, description = "A response id (`resp_…`)")),
+    responses(
+        (status = 200, description = "The `response` object: `cancelled` with its text so far, or as it ended", body = Object),
+        (status = 401, description = "Missing or bad API key", body = OpenAiError),
+        (status = 404, description = "No such response for this caller", body = OpenAiError),
+    )
+)]
+#[allow(dead_code)]
+fn v1_cancel_response() {}
 
 #[cfg(test)]
 mod tests {

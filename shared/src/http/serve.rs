@@ -22,6 +22,22 @@ where
     F: FnOnce(Request) -> Fut,
     Fut: Future<Output = Result<Response<B>, ApiError>>,
 {
+    serve_as(config, req, problem, route).await
+}
+
+/// [`serve`], with errors rendered by `render` (the OpenAI-compatible routes
+/// answer in OpenAI's error shape instead of problem+json).
+pub async fn serve_as<B, F, Fut>(
+    config: &Config,
+    req: Request,
+    render: fn(&ApiError, &str) -> Response<B>,
+    route: F,
+) -> Result<Response<B>, lambda_http::Error>
+where
+    B: From<String>,
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Result<Response<B>, ApiError>>,
+{
     let request_id = request_id(&req);
     let origin = req.headers().get(http::header::ORIGIN).and_then(|o| o.to_str().ok()).map(str::to_owned);
     let span = tracing::info_span!(
@@ -38,7 +54,7 @@ where
             Ok(response) => response,
             Err(err) => {
                 log_error(&err);
-                problem(&err, &request_id)
+                render(&err, &request_id)
             }
         };
         tracing::info!(status = response.status().as_u16(), latency_ms = started.elapsed().as_millis() as u64, "request done");

@@ -132,6 +132,24 @@ impl StreamEvent {
     }
 }
 
+/// Something the stream writer can frame as SSE text.
+pub trait SseFrame: Send + 'static {
+    fn frame(&self) -> String;
+}
+
+impl SseFrame for StreamEvent {
+    fn frame(&self) -> String {
+        self.encode()
+    }
+}
+
+/// Text already framed as SSE (`data: …\n\n`, `event: …\ndata: …\n\n`).
+impl SseFrame for String {
+    fn frame(&self) -> String {
+        self.clone()
+    }
+}
+
 /// Where encoded stream text goes (the Lambda response body); an error means the reader is gone.
 pub trait SseSink: Send {
     fn send(&mut self, chunk: Bytes) -> impl std::future::Future<Output = Result<(), ()>> + Send;
@@ -141,6 +159,15 @@ impl SseSink for lambda_runtime::streaming::Sender {
     async fn send(&mut self, chunk: Bytes) -> Result<(), ()> {
         self.send_data(chunk).await.map_err(|_| ())
     }
+}
+
+/// A stream response's body and the sender that feeds it: a writer task
+/// frames what is sent (see [`write_events`]).
+pub fn channel<E: SseFrame>(keepalive: Duration) -> (tokio::sync::mpsc::UnboundedSender<E>, lambda_runtime::streaming::Body) {
+    let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let (sender, body) = lambda_runtime::streaming::channel();
+    tokio::spawn(write_events(sender, receiver, keepalive));
+    (events, body)
 }
 
 /// A `text/event-stream` response whose body `body` carries the events.
@@ -157,14 +184,14 @@ pub fn response<B>(body: B) -> Result<http::Response<B>, ApiError> {
 /// Gateway cuts a stream that stays silent too long). Returns when the events
 /// end or the reader is gone (or takes nothing for [`STALLED_READER`]);
 /// dropping `events` then tells their producer.
-pub async fn write_events(mut sink: impl SseSink, mut events: UnboundedReceiver<StreamEvent>, keepalive: Duration) {
+pub async fn write_events<E: SseFrame>(mut sink: impl SseSink, mut events: UnboundedReceiver<E>, keepalive: Duration) {
     let silence = tokio::time::sleep(keepalive);
     tokio::pin!(silence);
     loop {
         let chunk = tokio::select! {
             event = events.recv() => match event {
                 None => return,
-                Some(event) => event.encode(),
+                Some(event) => event.frame(),
             },
             _ = &mut silence => KEEP_ALIVE.to_owned(),
         };

@@ -44,6 +44,8 @@ pub struct ChatRequest {
     pub model: String,
     pub messages: Vec<ChatTurn>,
     pub options: ModelOptions,
+    /// Structured output: `"json"`, or a JSON Schema the reply must follow.
+    pub format: Option<serde_json::Value>,
 }
 
 /// One turn as sent to the model.

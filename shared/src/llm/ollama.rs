@@ -38,6 +38,8 @@ struct WireRequest<'a> {
     stream: bool,
     #[serde(skip_serializing_if = "options_empty")]
     options: &'a ModelOptions,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    format: Option<&'a Value>,
 }
 
 fn options_empty(o: &&ModelOptions) -> bool {
@@ -205,7 +207,13 @@ impl OllamaClient {
     }
 
     async fn post_chat(&self, request: &ChatRequest, stream: bool) -> Result<reqwest::Response, LlmError> {
-        let wire = WireRequest { model: &request.model, messages: &request.messages, stream, options: &request.options };
+        let wire = WireRequest {
+            model: &request.model,
+            messages: &request.messages,
+            stream,
+            options: &request.options,
+            format: request.format.as_ref(),
+        };
         let send = self.http.post(format!("{}/api/chat", self.base_url)).json(&wire).send();
         // Ollama answers once the model is loaded, so the status line falls under the first-token wait.
         let response = tokio::time::timeout(self.first_token_timeout, send)

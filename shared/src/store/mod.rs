@@ -193,6 +193,10 @@ pub trait MessageRepository: Send + Sync {
         from_part: u32,
     ) -> impl Future<Output = Result<Option<(Message, Vec<LogPart>)>, StoreError>> + Send;
 
+    /// Removes an exchange that has ended: reply `reply_seq`, the user message
+    /// before it, and the reply's log (`ConditionFailed` while it streams).
+    fn delete_exchange(&self, session_id: Uuid, reply_seq: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// A page of the session's messages (ownership is checked by the caller).
     fn list_messages(
         &self,

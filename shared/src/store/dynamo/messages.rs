@@ -445,6 +445,45 @@ impl MessageRepository for DynamoStore {
         }
     }
 
+    async fn delete_exchange(&self, session_id: Uuid, reply_seq: u64) -> Result<(), StoreError> {
+        let delete = |seq: u64, condition: &str, role: &str| {
+            aws_sdk_dynamodb::types::Delete::builder()
+                .table_name(&self.table)
+                .key(PK, s(session_pk(session_id)))
+                .key(SK, s(message_sk(seq)))
+                .condition_expression(condition)
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_names("#role", "role")
+                .expression_attribute_values(":streaming", s("streaming"))
+                .expression_attribute_values(":role", s(role))
+                .build()
+                .map_err(built)
+        };
+        let ended = "#role = :role AND #status <> :streaming";
+        let writes = vec![
+            TransactWriteItem::builder().delete(delete(reply_seq, ended, "assistant")?).build(),
+            TransactWriteItem::builder().delete(delete(reply_seq.saturating_sub(1), ended, "user")?).build(),
+        ];
+        let result = self.client.transact_write_items().set_transact_items(Some(writes)).send().await;
+        if let Err(err) = result {
+            let refused = match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                    c.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed"))
+                }
+                _ => false,
+            };
+            return Err(if refused { StoreError::ConditionFailed } else { sdk_error(err) });
+        }
+        // The log expires by itself (TTL); removing it now leaves nothing behind.
+        let keys = self
+            .read_log(session_id, reply_seq, 0)
+            .await?
+            .into_iter()
+            .map(|p| Item::from([(PK.to_owned(), s(session_pk(session_id))), (SK.to_owned(), s(log_sk(reply_seq, p.index)))]))
+            .collect();
+        self.batch_delete(keys).await
+    }
+
     async fn read_reply(&self, session_id: Uuid, seq: u64, from_part: u32) -> Result<Option<(Message, Vec<LogPart>)>, StoreError> {
         let Some(item) = self.get_item(session_pk(session_id), message_sk(seq)).await? else { return Ok(None) };
         let reply = message_from(item, session_id)?;
