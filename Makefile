@@ -32,9 +32,10 @@ api-key: ## Issue an API key on the running dev stack: make api-key OWNER=name
 revoke-key: ## Revoke an API key on the running dev stack: make revoke-key KEY_ID=id
 	@exec "$(SCRIPTS)/dev.sh" revoke-key "$${KEY_ID:-}"
 
-openapi: ## Regenerate openapi.yaml from the code (a test fails when it is stale)
+openapi: ## Regenerate openapi.yaml (3.1) and openapi-3.2.yaml from the code (a test fails when they are stale)
 	@cargo run -q -p llmchat-admin -- openapi > openapi.yaml
-	@echo "wrote openapi.yaml"
+	@cargo run -q -p llmchat-admin -- openapi-3.2 > openapi-3.2.yaml
+	@echo "wrote openapi.yaml and openapi-3.2.yaml"
 
 deploy-check: ## Lint template.yaml (cfn-lint, sam validate) and build every function for arm64 Lambda
 	@"$(SCRIPTS)/deploy-check.sh"
