@@ -9,7 +9,7 @@
 
 SCRIPTS := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))/scripts
 
-.PHONY: help dev test contract-test api-key revoke-key openapi deploy-check figures figures-durable e2e-real
+.PHONY: help dev test contract-test client-tests api-key revoke-key openapi deploy-check figures figures-durable e2e-real
 
 help: ## Show this help
 	@echo 'Usage: make <target> [VAR=value ...]'
@@ -23,6 +23,9 @@ test: ## Run all tests against a private DynamoDB Local (extra cargo args: TEST_
 
 contract-test: ## Only the contract test: schemathesis, openapi.yaml vs the local stack
 	@exec "$(SCRIPTS)/contract-test.sh"
+
+client-tests: ## Only the client tests: the OpenAI SDK on /v1, clients generated from openapi.yaml
+	@exec "$(SCRIPTS)/client-tests.sh"
 
 # OWNER and KEY_ID reach the scripts through the environment (make exports
 # command-line variables), so no quoting of their values happens here.

@@ -11,12 +11,13 @@
 use std::process::ExitCode;
 
 use llmchat::auth;
+use llmchat::http::openapi;
 use llmchat::config::Config;
 use llmchat::domain::{OwnerId, Timestamp};
 use llmchat::store::dynamo::{DynamoStore, schema};
 use llmchat::store::{ApiKeyRepository, StoreError};
 
-const USAGE: &str = "usage: llmchat-admin create-table | issue-key --owner <owner> | revoke-key --key-id <id> | openapi";
+const USAGE: &str = "usage: llmchat-admin create-table | issue-key --owner <owner> | revoke-key --key-id <id> | openapi | openapi-3.2";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -33,7 +34,11 @@ async fn main() -> ExitCode {
 async fn run(args: &[String]) -> Result<(), String> {
     let command = args.first().map(String::as_str).ok_or(USAGE)?;
     if command == "openapi" {
-        print!("{}", llmchat::http::openapi::yaml());
+        print!("{}", openapi::yaml(&openapi::document()));
+        return Ok(());
+    }
+    if command == "openapi-3.2" {
+        print!("{}", openapi::yaml(&openapi::document_3_2()));
         return Ok(());
     }
     let config = Config::from_env().map_err(|e| e.to_string())?;

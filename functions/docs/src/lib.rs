@@ -1,5 +1,6 @@
-//! The API's own documentation: `GET /openapi.json` (the document that
-//! `openapi.yaml` holds) and `GET /docs` (Swagger UI, its assets compiled into
+//! The API's own documentation: `GET /openapi.json` (the OpenAPI 3.1 document
+//! that `openapi.yaml` holds), `GET /openapi-3.2.json` (the same in 3.2, as
+//! `openapi-3.2.yaml`, with each event stream's `itemSchema`) and `GET /docs` (Swagger UI, its assets compiled into
 //! the binary; nothing is fetched from another host).
 
 use std::sync::Arc;
@@ -18,7 +19,10 @@ pub async fn handle<S, M>(app: &App<S, M>, req: Request) -> Result<Response<Body
         }
         let path = req.uri().path();
         if let Some(prefix) = path.strip_suffix("/openapi.json") {
-            return openapi_json(prefix);
+            return openapi_json(openapi::document(), prefix);
+        }
+        if let Some(prefix) = path.strip_suffix("/openapi-3.2.json") {
+            return openapi_json(openapi::document_3_2(), prefix);
         }
         let Some(rest) = api::segments_after(&req, "docs") else { return Err(ApiError::NotFound("route")) };
         if !path.ends_with('/') && rest.is_empty() {
@@ -33,8 +37,7 @@ pub async fn handle<S, M>(app: &App<S, M>, req: Request) -> Result<Response<Body
 
 /// The document. Behind a path prefix (an API Gateway stage, `/v1/openapi.json`),
 /// it names that prefix as its server so "Try it out" calls the right URLs.
-fn openapi_json(prefix: &str) -> Result<Response<Body>, ApiError> {
-    let mut doc = openapi::document();
+fn openapi_json(mut doc: utoipa::openapi::OpenApi, prefix: &str) -> Result<Response<Body>, ApiError> {
     if !prefix.is_empty() {
         doc.servers = Some(vec![utoipa::openapi::Server::new(prefix)]);
     }
@@ -84,6 +87,8 @@ mod tests {
 
         let r = handle(&app, request(Method::GET, "/v1/openapi.json", None, None)).await.unwrap();
         assert_eq!(json_body(&r)["servers"][0]["url"], "/v1");
+        let r = handle(&app, request(Method::GET, "/openapi-3.2.json", None, None)).await.unwrap();
+        assert_eq!(json_body(&r), serde_json::to_value(llmchat::http::openapi::document_3_2()).unwrap());
 
         let r = handle(&app, request(Method::GET, "/docs", None, None)).await.unwrap();
         assert_eq!((r.status().as_u16(), r.headers()["location"].to_str().unwrap()), (302, "docs/index.html"));

@@ -31,7 +31,7 @@ as Server-Sent Events. Every error is `application/problem+json`. Authorize with
     ),
     paths(
         create_session, list_sessions, get_session, update_session, delete_session,
-        send_message, stream_reply, resume_reply, cancel_reply, list_messages, list_models, health, openapi_json, docs,
+        send_message, stream_reply, resume_reply, cancel_reply, list_messages, list_models, health, openapi_json, openapi_3_2_json, docs,
         v1_chat_completions, v1_models, v1_model, v1_create_response, v1_get_response, v1_delete_response, v1_cancel_response
     ),
     components(schemas(
@@ -52,21 +52,42 @@ Bodies and answers follow OpenAI's API reference; parameters LlmChat does not su
 )]
 struct ApiDoc;
 
-/// The document: OpenAPI 3.2, for `itemSchema` on the event stream.
+/// The document in OpenAPI 3.1: what `openapi.yaml` holds and `/openapi.json`
+/// serves, because mainstream client generators read 3.1 and not yet 3.2. A
+/// stream's events are named in its description and their payloads are
+/// components; [`document_3_2`] also gives each stream its `itemSchema`.
 pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = document_3_2();
+    doc.openapi = OpenApiVersion::Version31;
+    for item in doc.paths.paths.values_mut() {
+        for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+            for response in op.responses.responses.values_mut() {
+                let RefOr::T(response) = response else { continue };
+                let Some(RefOr::T(content)) = response.content.get_mut(sse::EVENT_STREAM) else { continue };
+                if content.item_schema.take().is_some() {
+                    let events = ObjectBuilder::new().schema_type(Type::String).description(Some(
+                        "Server-Sent Events, as the operation describes; each event's payload is a component schema \
+(MessageCreated, ReplyDelta, ReplyCompleted, ReplyCancelled, StreamError), and openapi-3.2.yaml gives them as itemSchema.",
+                    ));
+                    content.schema = Some(RefOr::T(Schema::Object(events.build())));
+                }
+            }
+        }
+    }
+    doc
+}
+
+/// The document in OpenAPI 3.2 (`openapi-3.2.yaml`, `/openapi-3.2.json`), with
+/// each event stream's events as `itemSchema`.
+pub fn document_3_2() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.openapi = OpenApiVersion::Version32;
     doc
 }
 
-/// The document as YAML, as committed in `openapi.yaml`.
-pub fn yaml() -> String {
-    document().to_yaml().expect("the OpenAPI document serializes")
-}
-
-/// The document as JSON, as served at `/openapi.json`.
-pub fn json() -> String {
-    document().to_json().expect("the OpenAPI document serializes")
+/// A document as YAML, as committed in `openapi.yaml` and `openapi-3.2.yaml`.
+pub fn yaml(doc: &utoipa::openapi::OpenApi) -> String {
+    doc.to_yaml().expect("the OpenAPI document serializes")
 }
 
 struct BearerKey;
@@ -348,6 +369,13 @@ fn list_models() {}
 fn openapi_json() {}
 
 #[utoipa::path(
+    get, path = "/openapi-3.2.json", tag = "meta", security(()),
+    responses((status = 200, description = "This document in OpenAPI 3.2, each event stream's events as `itemSchema`", content_type = "application/json", body = Object))
+)]
+#[allow(dead_code)]
+fn openapi_3_2_json() {}
+
+#[utoipa::path(
     get, path = "/docs", tag = "meta", security(()),
     responses((status = 200, description = "Swagger UI for this document", content_type = "text/html", body = String))
 )]
@@ -450,7 +478,7 @@ fn v1_cancel_response() {}
 mod tests {
     #[test]
     fn the_stream_route_describes_each_event() {
-        let doc = serde_json::to_value(super::document()).unwrap();
+        let doc = serde_json::to_value(super::document_3_2()).unwrap();
         for (path, method) in [("/sessions/{id}/messages/stream", "post"), ("/sessions/{id}/messages/{message_id}/stream", "get")] {
             let ok = &doc["paths"][path][method]["responses"]["200"];
             let events = ok["content"]["text/event-stream"]["itemSchema"]["oneOf"].as_array().expect("itemSchema.oneOf");
@@ -501,8 +529,19 @@ mod tests {
     /// `openapi.yaml` is what the code generates: run `make openapi` after changing the API.
     #[test]
     fn committed_openapi_yaml_matches_the_code() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi.yaml");
-        let committed = std::fs::read_to_string(path).unwrap_or_default();
-        assert!(committed == super::yaml(), "openapi.yaml is out of date: run `make openapi` and commit it");
+        for (file, doc) in [("openapi.yaml", super::document()), ("openapi-3.2.yaml", super::document_3_2())] {
+            let path = format!("{}/../{file}", env!("CARGO_MANIFEST_DIR"));
+            let committed = std::fs::read_to_string(path).unwrap_or_default();
+            assert!(committed == super::yaml(&doc), "{file} is out of date: run `make openapi` and commit it");
+        }
+    }
+
+    #[test]
+    fn the_main_document_is_3_1_without_3_2_keywords() {
+        let doc = serde_json::to_value(super::document()).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        assert!(!doc.to_string().contains("\"itemSchema\":"), "no 3.2 keyword");
+        let stream = &doc["paths"]["/sessions/{id}/messages/stream"]["post"]["responses"]["200"]["content"]["text/event-stream"];
+        assert_eq!(stream["schema"]["type"], "string");
     }
 }
