@@ -99,22 +99,8 @@ impl TestApp {
             "create-session" => create_session::handle(app, req).await,
             "sessions" => sessions::handle(app, req).await,
             "send-message" => send_message::handle(app, req).await,
-            "stream-reply" => {
-                let response = stream_reply::handle(self.app.clone(), Generations::default(), req)
-                    .await
-                    .expect("handlers never fail the invocation");
-                let (parts, body) = response.into_parts();
-                let bytes = body.collect().await.expect("the stream ends cleanly").to_bytes();
-                Ok(lambda_http::Response::from_parts(parts, Body::from(bytes.to_vec())))
-            }
-            "openai" => {
-                let response = openai::handle(self.app.clone(), Generations::default(), req)
-                    .await
-                    .expect("handlers never fail the invocation");
-                let (parts, body) = response.into_parts();
-                let bytes = body.collect().await.expect("the stream ends cleanly").to_bytes();
-                Ok(lambda_http::Response::from_parts(parts, Body::from(bytes.to_vec())))
-            }
+            "stream-reply" => Ok(whole(stream_reply::handle(self.app.clone(), Generations::default(), req).await).await),
+            "openai" => Ok(whole(openai::handle(self.app.clone(), Generations::default(), req).await).await),
             "meta" => meta::handle(app, req).await,
             "docs" => docs::handle(app, req).await,
             other => panic!("the router names a function the tests do not know: {other}"),
@@ -167,6 +153,15 @@ impl TestApp {
             }
         }
     }
+}
+
+/// A streamed response read to its end.
+async fn whole(
+    response: Result<lambda_http::Response<lambda_runtime::streaming::Body>, lambda_http::Error>,
+) -> lambda_http::Response<Body> {
+    let (parts, body) = response.expect("handlers never fail the invocation").into_parts();
+    let bytes = body.collect().await.expect("the stream ends cleanly").to_bytes();
+    lambda_http::Response::from_parts(parts, Body::from(bytes.to_vec()))
 }
 
 impl TestResponse {

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use lambda_http::http::{Method, StatusCode};
-use lambda_http::{Request, Response, service_fn};
+use lambda_http::{Request, Response};
 use lambda_runtime::streaming::Body;
 use llmchat::http::invocation::Generations;
 use llmchat::http::openai::{self, chat, models, responses};
@@ -21,14 +21,7 @@ use llmchat::{ApiError, App, http as api};
 
 /// Serves invocations until the runtime stops; each lasts until the replies it started are stored.
 pub async fn run(app: Arc<App>) -> Result<(), lambda_http::Error> {
-    let generations = Generations::default();
-    let serving = generations.clone();
-    let handler = service_fn(move |req| handle(app.clone(), serving.clone(), req));
-    lambda_http::streaming_runtime(handler)
-        .layer(generations.layer())
-        .layer(lambda_runtime::layers::TracingLayer::new())
-        .run()
-        .await
+    llmchat::http::invocation::run_streaming(move |generations, req| handle(app.clone(), generations, req)).await
 }
 
 pub async fn handle<S: Store + 'static, M: ChatModel>(

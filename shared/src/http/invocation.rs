@@ -74,6 +74,24 @@ impl Generations {
     }
 }
 
+/// Serves invocations with response streaming until the runtime stops; each
+/// invocation lasts until the generations it started (through the
+/// [`Generations`] `handle` is given) have ended.
+pub async fn run_streaming<F, Fut>(handle: F) -> Result<(), lambda_http::Error>
+where
+    F: Fn(Generations, lambda_http::Request) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<lambda_http::Response<lambda_runtime::streaming::Body>, lambda_http::Error>> + Send + 'static,
+{
+    let generations = Generations::default();
+    let serving = generations.clone();
+    let handler = lambda_http::service_fn(move |req| handle(serving.clone(), req));
+    lambda_http::streaming_runtime(handler)
+        .layer(generations.layer())
+        .layer(lambda_runtime::layers::TracingLayer::new())
+        .run()
+        .await
+}
+
 /// See [`Generations::layer`].
 #[derive(Clone)]
 pub struct WaitForGenerations(Generations);
