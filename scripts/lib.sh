@@ -221,6 +221,42 @@ load_stack_env() {
     done <"$1/stack.env"
 }
 
+# The stack of the contract and client tests: the scripted Ollama of the tests
+# (tests/src/bin/scripted-ollama.rs, on a free port; ollama.pid, ollama.out
+# and ollama.log in DIR) behind a local stack in DIR, with settings that make
+# the tests' slow replies show every stream feature: a first token that takes
+# over 5 s is an error, and a keep-alive comment goes out after 50 ms of
+# silence (so between the slow reply's tokens, 100 ms apart). Stop it with
+# stop_scripted_stack DIR.
+# Usage: start_scripted_stack DIR OWNER
+start_scripted_stack() {
+    local dir=$1 url=''
+    log "building scripted-ollama"
+    cargo build -q -p llmchat-tests --bins
+    # It picks a free port itself and prints its URL first. The file exists
+    # before it starts, so reading it never races the redirection.
+    : >"$dir/ollama.out"
+    setsid "$(cargo_target_dir)/debug/scripted-ollama" </dev/null >"$dir/ollama.out" 2>"$dir/ollama.log" &
+    printf '%s\n' "$!" >"$dir/ollama.pid"
+    for _ in $(seq 100); do
+        url="$(head -n 1 "$dir/ollama.out")"
+        [[ -z $url ]] || break
+        pid_gone "$(<"$dir/ollama.pid")" && break
+        sleep 0.1
+    done
+    [[ $url == http://* ]] || { print_log_tail "$dir/ollama.log"; die "scripted-ollama did not start"; }
+    log "scripted Ollama at $url"
+    # The DynamoDB Local of `make test` when it runs this, else the stack's own.
+    local_stack start "$dir" --owner "$2" --llm "$url" \
+        --env LLMCHAT_LLM_FIRST_TOKEN_TIMEOUT_MS=5000 \
+        --env LLMCHAT_SSE_KEEPALIVE_MS=50
+}
+
+stop_scripted_stack() { # DIR
+    local_stack stop "$1"
+    stop_pidfile "$1/ollama.pid" "scripted-ollama" "scripted Ollama"
+}
+
 print_log_tail() { # LOGFILE [LINES]
     [[ -s $1 ]] || { log "($1 is empty)"; return 0; }
     log "---- last ${2:-40} lines of $1 ----"
