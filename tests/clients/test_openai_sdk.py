@@ -401,7 +401,8 @@ def test_conversation_appends_to_a_session(client, http):
     assert first.status == "completed"
     assert first.conversation is not None and first.conversation.id == session
     assert len(history(http, session)) == 2
-    second = client.responses.create(model=MODEL, input="Two", conversation=session)
+    # The object form of the parameter, as the SDK also takes it.
+    second = client.responses.create(model=MODEL, input="Two", conversation={"id": session})
     assert second.conversation.id == session
     messages = history(http, session)
     assert len(messages) == 4, messages
