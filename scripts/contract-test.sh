@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Contract test (`make contract-test`; also the last step of `make test`):
 # schemathesis sends generated requests, valid and invalid, to every operation
-# of the committed openapi.yaml on the whole local stack (cargo lambda watch
+# of the committed openapi-3.2.yaml (openapi.yaml's operations, with each event
+# stream's events as itemSchema, so every SSE event is checked too) on the whole local stack (cargo lambda watch
 # with the deployed router, DynamoDB Local, a scripted Ollama) and fails on a
 # 5xx, or a status code, content type or body the spec does not declare.
 #
@@ -28,9 +29,9 @@ cd "$LLMCHAT_ROOT"
 MAX_EXAMPLES="${LLMCHAT_CONTRACT_MAX_EXAMPLES:-50}"
 SEED="${LLMCHAT_CONTRACT_SEED:-1}"
 WORKERS="${LLMCHAT_CONTRACT_WORKERS:-1}"
-# Off (0) until the OpenAI-compatible /v1 routes and the OpenAPI 3.1 document
-# land: then this default becomes 1, and `make test` runs the client tests.
-CLIENT_TESTS="${LLMCHAT_CLIENT_TESTS:-0}"
+# The client tests (scripts/client-tests.sh: the OpenAI SDK, generated clients)
+# run on the same stack after schemathesis; LLMCHAT_CLIENT_TESTS=0 skips them.
+CLIENT_TESTS="${LLMCHAT_CLIENT_TESTS:-1}"
 for n in MAX_EXAMPLES SEED WORKERS; do
     [[ ${!n} =~ ^[0-9]+$ ]] || die "$n='${!n}' is not a number"
 done
@@ -86,7 +87,7 @@ CHECKS="not_a_server_error,status_code_conformance,content_type_conformance,resp
 # one worker, and no example database carried over from earlier runs.
 args=(
     --config-file "$RUN_DIR/schemathesis.toml"
-    run openapi.yaml
+    run openapi-3.2.yaml
     --url "$base"
     --header "Authorization: Bearer $key"
     --checks "$CHECKS"
@@ -116,7 +117,7 @@ if [[ -s $RUN_DIR/runtime-500s.txt ]]; then
 fi
 
 if ((status == 0)); then
-    log "contract test passed: no failures against openapi.yaml (seed $SEED, ${MAX_EXAMPLES} examples, ${elapsed}s)"
+    log "contract test passed: no failures against openapi-3.2.yaml (seed $SEED, ${MAX_EXAMPLES} examples, ${elapsed}s)"
 else
     log "contract test failed (schemathesis exit $status, seed $SEED, ${elapsed}s); by operation:"
     # One line per failing operation, from the JUnit report: the details and a

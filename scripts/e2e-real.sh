@@ -6,7 +6,8 @@
 # streams another, checks the stored history, statuses and usage, then
 # measures time to first token and tokens per second through LlmChat's stream
 # against straight from Ollama (scripts/e2e_real.py). Exits non-zero on any
-# failure.
+# failure. Then the OpenAI SDK scenario (scripts/e2e_real_openai.py) on the
+# same stack.
 #
 # Env: OLLAMA_URL, LLMCHAT_DEFAULT_MODEL (default: DEFAULT_MODEL in
 # scripts/lib.sh), E2E_REAL_RUNS (5).
@@ -42,3 +43,5 @@ local_stack start "$RUN_DIR" --owner e2e-real --llm "$OLLAMA_URL" \
     --env LLMCHAT_LLM_FIRST_TOKEN_TIMEOUT_MS=120000
 load_stack_env "$RUN_DIR"
 python3 "$LLMCHAT_ROOT/scripts/e2e_real.py" "$STACK_BASE" "$STACK_KEY" "$OLLAMA_URL" "$LLMCHAT_DEFAULT_MODEL" "${E2E_REAL_RUNS:-5}"
+# The OpenAI SDK (pinned in the dev tools' venv, first on PATH) against the same stack and model.
+python "$LLMCHAT_ROOT/scripts/e2e_real_openai.py" "$STACK_BASE" "$STACK_KEY" "$LLMCHAT_DEFAULT_MODEL"

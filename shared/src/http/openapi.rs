@@ -38,7 +38,7 @@ as Server-Sent Events. Every error is `application/problem+json`. Authorize with
         SessionView, CreateSession, UpdateSession, ModelOptions, Page<SessionView>, Page<MessageView>, Page<ModelInfo>,
         MessageView, SendMessage, Exchange, MessageStatus, Role, Usage, Order, ModelInfo,
         MessageCreated, ReplyDelta, ReplyCompleted, ReplyCancelled, StreamError,
-        Problem, ErrorCode, Health, OpenAiError, OpenAiErrorDetail
+        Problem, ErrorCode, Health, OpenAiError, OpenAiErrorDetail, JsonObject
     )),
     modifiers(&BearerKey, &StreamEvents),
     security(("api_key" = [])),
@@ -59,22 +59,26 @@ struct ApiDoc;
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = document_3_2();
     doc.openapi = OpenApiVersion::Version31;
+    for content in event_streams(&mut doc) {
+        content.item_schema = None;
+    }
+    doc
+}
+
+/// Every `text/event-stream` response content of the document.
+fn event_streams(doc: &mut utoipa::openapi::OpenApi) -> Vec<&mut utoipa::openapi::Content> {
+    let mut found = Vec::new();
     for item in doc.paths.paths.values_mut() {
         for op in [&mut item.get, &mut item.post].into_iter().flatten() {
             for response in op.responses.responses.values_mut() {
                 let RefOr::T(response) = response else { continue };
-                let Some(RefOr::T(content)) = response.content.get_mut(sse::EVENT_STREAM) else { continue };
-                if content.item_schema.take().is_some() {
-                    let events = ObjectBuilder::new().schema_type(Type::String).description(Some(
-                        "Server-Sent Events, as the operation describes; each event's payload is a component schema \
-(MessageCreated, ReplyDelta, ReplyCompleted, ReplyCancelled, StreamError), and openapi-3.2.yaml gives them as itemSchema.",
-                    ));
-                    content.schema = Some(RefOr::T(Schema::Object(events.build())));
+                if let Some(RefOr::T(content)) = response.content.get_mut(sse::EVENT_STREAM) {
+                    found.push(content);
                 }
             }
         }
     }
-    doc
+    found
 }
 
 /// The document in OpenAPI 3.2 (`openapi-3.2.yaml`, `/openapi-3.2.json`), with
@@ -82,6 +86,11 @@ pub fn document() -> utoipa::openapi::OpenApi {
 pub fn document_3_2() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.openapi = OpenApiVersion::Version32;
+    // A stream is described by its events (`itemSchema`), or in prose: never
+    // as one string, which validators would hold each event to.
+    for content in event_streams(&mut doc) {
+        content.schema = None;
+    }
     doc
 }
 
@@ -89,6 +98,24 @@ pub fn document_3_2() -> utoipa::openapi::OpenApi {
 pub fn yaml(doc: &utoipa::openapi::OpenApi) -> String {
     doc.to_yaml().expect("the OpenAPI document serializes")
 }
+
+/// Any JSON object: a body that follows OpenAI's API reference, or a whole
+/// document. Open (`additionalProperties: true`), so generated clients can
+/// build one.
+struct JsonObject;
+
+impl utoipa::PartialSchema for JsonObject {
+    fn schema() -> RefOr<Schema> {
+        use utoipa::openapi::schema::AdditionalProperties;
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some("A JSON object"))
+            .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for JsonObject {}
 
 struct BearerKey;
 
@@ -363,14 +390,14 @@ fn list_models() {}
 
 #[utoipa::path(
     get, path = "/openapi.json", tag = "meta", security(()),
-    responses((status = 200, description = "This document", content_type = "application/json", body = Object))
+    responses((status = 200, description = "This document", content_type = "application/json", body = JsonObject))
 )]
 #[allow(dead_code)]
 fn openapi_json() {}
 
 #[utoipa::path(
     get, path = "/openapi-3.2.json", tag = "meta", security(()),
-    responses((status = 200, description = "This document in OpenAPI 3.2, each event stream's events as `itemSchema`", content_type = "application/json", body = Object))
+    responses((status = 200, description = "This document in OpenAPI 3.2, each event stream's events as `itemSchema`", content_type = "application/json", body = JsonObject))
 )]
 #[allow(dead_code)]
 fn openapi_3_2_json() {}
@@ -384,9 +411,10 @@ fn docs() {}
 
 #[utoipa::path(
     post, path = "/v1/chat/completions", tag = "openai",
-    request_body(content = Object, description = "OpenAI's chat completion request: `model`, `messages`, `temperature`, `top_p`, `max_tokens`, `max_completion_tokens`, `stop`, `seed`, `response_format`, `stream`, `stream_options`, `n` (1)."),
+    request_body(content = JsonObject, description = "OpenAI's chat completion request: `model`, `messages`, `temperature`, `top_p`, `max_tokens`, `max_completion_tokens`, `stop`, `seed`, `response_format`, `stream`, `stream_options`, `n` (1)."),
     responses(
-        (status = 200, description = "A `chat.completion` object, or with `stream: true` a `text/event-stream` of `chat.completion.chunk` objects ending with `data: [DONE]`. Nothing is stored.", content_type = "application/json", body = Object),
+        (status = 200, description = "A `chat.completion` object, or with `stream: true` a `text/event-stream` of `chat.completion.chunk` objects ending with `data: [DONE]`. Nothing is stored.",
+            content((JsonObject = "application/json"), (String = "text/event-stream"))),
         (status = 400, description = "A parameter LlmChat does not support, or a bad value (`param` names it)", body = OpenAiError),
         (status = 401, description = "Missing or bad API key", body = OpenAiError),
         (status = 404, description = "The model is not on the backend (`model_not_found`)", body = OpenAiError),
@@ -399,7 +427,7 @@ fn v1_chat_completions() {}
 #[utoipa::path(
     get, path = "/v1/models", tag = "openai",
     responses(
-        (status = 200, description = "`{object: \"list\", data: [{id, object: \"model\", created, owned_by}]}`", body = Object),
+        (status = 200, description = "`{object: \"list\", data: [{id, object: \"model\", created, owned_by}]}`", body = JsonObject),
         (status = 401, description = "Missing or bad API key", body = OpenAiError),
     )
 )]
@@ -410,7 +438,7 @@ fn v1_models() {}
     get, path = "/v1/models/{model}", tag = "openai",
     params(("model" = String, Path, max_length = 128, description = "A model name, e.g. `gemma3:270m`")),
     responses(
-        (status = 200, description = "`{id, object: \"model\", created, owned_by}`", body = Object),
+        (status = 200, description = "`{id, object: \"model\", created, owned_by}`", body = JsonObject),
         (status = 401, description = "Missing or bad API key", body = OpenAiError),
         (status = 404, description = "No such model (`model_not_found`)", body = OpenAiError),
     )
@@ -420,9 +448,10 @@ fn v1_model() {}
 
 #[utoipa::path(
     post, path = "/v1/responses", tag = "openai",
-    request_body(content = Object, description = "OpenAI's response request: `model`, `input` (a string, or messages ending with the user's), `instructions`, `previous_response_id` or `conversation` (an LlmChat session id), `store` (true), `stream`, `background`, `temperature`, `top_p`, `max_output_tokens`, `text.format`."),
+    request_body(content = JsonObject, description = "OpenAI's response request: `model`, `input` (a string, or messages ending with the user's), `instructions`, `previous_response_id` or `conversation` (an LlmChat session id), `store` (true), `stream`, `background`, `temperature`, `top_p`, `max_output_tokens`, `text.format`."),
     responses(
-        (status = 200, description = "A `response` object (with `background: true` at once, `in_progress`), or with `stream: true` a `text/event-stream` of response events, each with a `sequence_number`. The response is a reply stored in an LlmChat session.", content_type = "application/json", body = Object),
+        (status = 200, description = "A `response` object (with `background: true` at once, `in_progress`), or with `stream: true` a `text/event-stream` of response events, each with a `sequence_number`. The response is a reply stored in an LlmChat session.",
+            content((JsonObject = "application/json"), (String = "text/event-stream"))),
         (status = 400, description = "A parameter LlmChat does not support, or a bad value (`param` names it)", body = OpenAiError),
         (status = 401, description = "Missing or bad API key", body = OpenAiError),
         (status = 404, description = "No such conversation or previous response for this caller, or model", body = OpenAiError),
@@ -440,7 +469,8 @@ fn v1_create_response() {}
         ("starting_after" = Option<u64>, Query, description = "With `stream=true`: only the events after this `sequence_number`"),
     ),
     responses(
-        (status = 200, description = "The `response` object as it stands, or its events", content_type = "application/json", body = Object),
+        (status = 200, description = "The `response` object as it stands, or its events",
+            content((JsonObject = "application/json"), (String = "text/event-stream"))),
         (status = 400, description = "A bad `starting_after`", body = OpenAiError),
         (status = 401, description = "Missing or bad API key", body = OpenAiError),
         (status = 404, description = "No such response for this caller", body = OpenAiError),
@@ -453,7 +483,7 @@ fn v1_get_response() {}
     delete, path = "/v1/responses/{id}", tag = "openai",
     params(("id" = String, Path, max_length = 69, description = "A response id (`resp_…`)")),
     responses(
-        (status = 200, description = "`{id, object: \"response\", deleted: true}`: the exchange left its conversation (stopped first if still being written)", body = Object),
+        (status = 200, description = "`{id, object: \"response\", deleted: true}`: the exchange left its conversation (stopped first if still being written)", body = JsonObject),
         (status = 401, description = "Missing or bad API key", body = OpenAiError),
         (status = 404, description = "No such response for this caller", body = OpenAiError),
         (status = 409, description = "The response is still stopping; try again", body = OpenAiError),
@@ -466,7 +496,7 @@ fn v1_delete_response() {}
     post, path = "/v1/responses/{id}/cancel", tag = "openai",
     params(("id" = String, Path, max_length = 69, description = "A response id (`resp_…`)")),
     responses(
-        (status = 200, description = "The `response` object: `cancelled` with its text so far, or as it ended", body = Object),
+        (status = 200, description = "The `response` object: `cancelled` with its text so far, or as it ended", body = JsonObject),
         (status = 401, description = "Missing or bad API key", body = OpenAiError),
         (status = 404, description = "No such response for this caller", body = OpenAiError),
     )
@@ -542,6 +572,6 @@ mod tests {
         assert_eq!(doc["openapi"], "3.1.0");
         assert!(!doc.to_string().contains("\"itemSchema\":"), "no 3.2 keyword");
         let stream = &doc["paths"]["/sessions/{id}/messages/stream"]["post"]["responses"]["200"]["content"]["text/event-stream"];
-        assert_eq!(stream["schema"]["type"], "string");
+        assert!(stream.is_object() && stream.get("schema").is_none(), "a stream is described in prose: {stream}");
     }
 }

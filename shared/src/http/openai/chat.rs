@@ -33,6 +33,9 @@ where
     let map = params(body, SUPPORTED)?;
     let model: String = required(&map, "model")?;
     let messages: Vec<Value> = required(&map, "messages")?;
+    if messages.is_empty() {
+        return Err(invalid("messages", "at least one message is required"));
+    }
     let turns = messages.iter().enumerate().map(|(i, m)| turn(i, m)).collect::<Result<Vec<_>, _>>()?;
     if param::<u32>(&map, "n")?.is_some_and(|n| n != 1) {
         return Err(invalid("n", "only `n: 1` is supported"));

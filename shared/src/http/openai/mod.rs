@@ -91,6 +91,11 @@ pub fn error_response<B: From<String>>(err: &ApiError, request_id: &str) -> Resp
     let mut response = Response::new(B::from(body.to_string()));
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(super::APPLICATION_JSON));
+    if status.is_server_error() {
+        // The SDKs retry a 5xx by themselves, without an idempotency key: a
+        // response may already be stored, and a retry would store it twice.
+        response.headers_mut().insert("x-should-retry", HeaderValue::from_static("false"));
+    }
     response
 }
 

@@ -23,5 +23,7 @@ pub async fn list<M: ChatModel>(llm: &M) -> Result<Value, ApiError> {
 
 pub async fn retrieve<M: ChatModel>(llm: &M, name: &str) -> Result<Value, ApiError> {
     let models = llm.models().await.map_err(ApiError::Llm)?;
-    models.iter().find(|m| m.name == name).map(model).ok_or_else(|| ApiError::Llm(LlmError::ModelNotFound(name.to_owned())))
+    // Ollama takes a name without a tag as `:latest`.
+    let latest = format!("{name}:latest");
+    models.iter().find(|m| m.name == name || m.name == latest).map(model).ok_or_else(|| ApiError::Llm(LlmError::ModelNotFound(name.to_owned())))
 }

@@ -18,7 +18,7 @@ use super::chat::{format_of, text_content};
 use super::{invalid, param, params, ranged, required, unix};
 use crate::App;
 use crate::chat::{self, Begun, Cancelled, Followed, Pending};
-use crate::domain::{CreateSession, Message, MessageStatus, ModelOptions, OwnerId, SendMessage, Timestamp, TurnOverrides};
+use crate::domain::{CreateSession, Message, MessageStatus, ModelOptions, OwnerId, Role, SendMessage, Timestamp, TurnOverrides};
 use crate::http::invocation::Generations;
 use crate::http::{ApiError, json as json_response, sse};
 use crate::llm::ChatModel;
@@ -105,7 +105,7 @@ pub fn object(reply: &Message, echo: &Echo) -> Value {
     };
     let usage = reply.usage.as_ref().map(|u| {
         json!({
-            "input_tokens": u.prompt_tokens, "input_tokens_details": {"cached_tokens": 0},
+            "input_tokens": u.prompt_tokens, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": u.completion_tokens, "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": u.prompt_tokens + u.completion_tokens,
         })
@@ -226,6 +226,8 @@ where
             .ok_or_else(|| invalid("text", "`text.format` is `text`, `json_object` or `json_schema` with a `schema`"))?,
     };
     let stream: bool = param(&map, "stream")?.unwrap_or(false);
+    // An unknown model changes nothing: refused before a session or an exchange is stored.
+    super::models::retrieve(&app.llm, &model).await?;
     let session_id = conversation(&app, owner, &map, &echo, &model, &content).await?;
 
     let send = SendMessage {
@@ -366,7 +368,15 @@ pub async fn retrieve<S: Store + 'static, M: Send + Sync + 'static>(
     starting_after: Option<u64>,
 ) -> Result<Response<Body>, ApiError> {
     let reply = locate(&app.store, owner, id).await?;
-    let echo = Echo::default();
+    // The response before it is the reply before it in its conversation.
+    let previous = match reply.seq.checked_sub(2) {
+        Some(seq) if seq > 0 => app.store.get_message(reply.session_id, seq).await.ok().flatten(),
+        _ => None,
+    };
+    let echo = Echo {
+        previous_response_id: previous.filter(|m| m.role == Role::Assistant).map(|m| ResponseId::of(&m).to_string()),
+        ..Echo::default()
+    };
     if !stream {
         return json_response(StatusCode::OK, &object(&reply, &echo));
     }
