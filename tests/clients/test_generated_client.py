@@ -72,6 +72,7 @@ def test_sessions_and_messages(generated, api):
     listed = list_sessions.sync_detailed(client=api, limit=100)
     assert listed.status_code == 200, listed.content
     assert session.id in [s.id for s in listed.parsed.items], "the new session is not on the first page"
+    assert all(isinstance(s, Session) for s in listed.parsed.items), "a listed session is the same type as a fetched one"
 
     got = get_session.sync(session.id, client=api)
     assert isinstance(got, Session) and got.id == session.id

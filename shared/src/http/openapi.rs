@@ -14,7 +14,7 @@ use super::error::Problem;
 use super::sse::{self, MessageCreated, ReplyCancelled, ReplyCompleted, ReplyDelta, StreamError};
 use super::views::{Exchange, MessageView, SessionView};
 use crate::domain::{
-    CreateSession, ErrorCode, MessageStatus, ModelOptions, Order, Page, Role, SendMessage, UpdateSession, Usage,
+    CreateSession, ErrorCode, MessageStatus, ModelOptions, Order, Role, SendMessage, UpdateSession, Usage,
 };
 use super::openai::{OpenAiError, OpenAiErrorDetail};
 use crate::health::Health;
@@ -35,7 +35,7 @@ as Server-Sent Events. Every error is `application/problem+json`. Authorize with
         v1_chat_completions, v1_models, v1_model, v1_create_response, v1_get_response, v1_delete_response, v1_cancel_response
     ),
     components(schemas(
-        SessionView, CreateSession, UpdateSession, ModelOptions, Page<SessionView>, Page<MessageView>, Page<ModelInfo>,
+        SessionView, CreateSession, UpdateSession, ModelOptions, SessionPage, MessagePage, ModelPage,
         MessageView, SendMessage, Exchange, MessageStatus, Role, Usage, Order, ModelInfo,
         MessageCreated, ReplyDelta, ReplyCompleted, ReplyCancelled, StreamError,
         Problem, ErrorCode, Health, OpenAiError, OpenAiErrorDetail, JsonObject
@@ -116,6 +116,36 @@ impl utoipa::PartialSchema for JsonObject {
 }
 
 impl utoipa::ToSchema for JsonObject {}
+
+// The lists' pages as documented: `Page` of each item type, spelled out so
+// that each page refers to its item's own schema (a generic `Page<T>`
+// inlines it, and generated clients then get a second type for a session).
+
+/// A page of the caller's sessions: pass `next_cursor` back as `cursor` for the next one.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct SessionPage {
+    items: Vec<SessionView>,
+    /// Opaque; `null` on the last page.
+    next_cursor: Option<String>,
+}
+
+/// A page of a session's messages: pass `next_cursor` back as `cursor` for the next one.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct MessagePage {
+    items: Vec<MessageView>,
+    /// Opaque; `null` on the last page.
+    next_cursor: Option<String>,
+}
+
+/// The models the backend offers (one page: `next_cursor` is always `null`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ModelPage {
+    items: Vec<ModelInfo>,
+    next_cursor: Option<String>,
+}
 
 struct BearerKey;
 
@@ -214,7 +244,7 @@ fn create_session() {}
         ("cursor" = Option<String>, Query, max_length = 512, description = "`next_cursor` of the previous page"),
     ),
     responses(
-        (status = 200, description = "The caller's sessions, most recent activity first", body = Page<SessionView>),
+        (status = 200, description = "The caller's sessions, most recent activity first", body = SessionPage),
         (status = 400, description = "Bad limit or cursor", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Storage unavailable", body = Problem, content_type = "application/problem+json"),
@@ -365,7 +395,7 @@ fn cancel_reply() {}
         ("order" = Option<Order>, Query, description = "`asc` (oldest first, default) or `desc`"),
     ),
     responses(
-        (status = 200, description = "A page of the session's messages", body = Page<MessageView>),
+        (status = 200, description = "A page of the session's messages", body = MessagePage),
         (status = 400, description = "Bad id, limit, order or cursor", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such session for this caller", body = Problem, content_type = "application/problem+json"),
@@ -378,7 +408,7 @@ fn list_messages() {}
 #[utoipa::path(
     get, path = "/models", tag = "meta",
     responses(
-        (status = 200, description = "Models the LLM backend offers (cached for a few seconds); `next_cursor` is always null", body = Page<ModelInfo>),
+        (status = 200, description = "Models the LLM backend offers (cached for a few seconds); `next_cursor` is always null", body = ModelPage),
         (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The LLM backend answered badly", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The LLM backend is unreachable", body = Problem, content_type = "application/problem+json"),
