@@ -4,6 +4,11 @@
 //! `{"error": {"message", "type", "param", "code"}}`, because the SDKs parse
 //! it; parameters LlmChat does not support are refused by name, never
 //! ignored (the supported ones are listed in each module and the README).
+//!
+//! Streams here carry no `id:` lines: OpenAI's Python SDK keeps the last `id`
+//! across events, and would then take the blank line after a `: keep-alive`
+//! comment for an empty event and fail to parse it. Resuming a response uses
+//! `starting_after` with its sequence numbers instead.
 
 use http::StatusCode;
 use http::header::{CONTENT_TYPE, HeaderValue};
