@@ -76,7 +76,48 @@ fn log_error(err: &ApiError) {
         let cause = std::error::Error::source(err).map(error_chain).unwrap_or_default();
         tracing::error!(code = err.code().as_str(), cause = %cause, "request failed");
     } else {
-        tracing::info!(code = err.code().as_str(), detail = %err, "request rejected");
+        // A rejection's detail can quote what the client sent (a field, a
+        // parameter name, a serde message): only at debug level.
+        tracing::info!(code = err.code().as_str(), status = err.status().as_u16(), "request rejected");
+        tracing::debug!(detail = %err, "rejection detail");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn rejections_log_no_client_text_at_info() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            log_error(&ApiError::InvalidParam { param: "secret-param-name".into(), detail: "`secret-param-name` is not supported".into() });
+            log_error(&ApiError::BadRequest("request body is not valid JSON: my private text".into()));
+        });
+        let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(logs.matches("request rejected").count(), 2, "{logs}");
+        assert!(!logs.contains("secret-param-name") && !logs.contains("my private text"), "{logs}");
     }
 }
 
