@@ -5,7 +5,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use lambda_http::http::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{id, spawn_app};
 
 #[tokio::test]
 async fn created_session_has_defaults_and_reads_back() {
@@ -203,4 +203,30 @@ async fn concurrent_patches_of_different_fields_both_survive() {
         assert_eq!(read["title"], format!("title {round}"), "round {round}");
         assert_eq!(read["model"], format!("model-{round}"), "round {round}");
     }
+}
+
+#[tokio::test]
+async fn a_session_past_its_expiry_is_gone_before_dynamodb_removes_it() {
+    let t = crate::helpers::spawn_app_with(&[("LLMCHAT_SESSION_TTL_DAYS", "1")]).await;
+    let live = id(&t.create_session("{}").await);
+    let expired = id(&t.create_session("{}").await);
+    // As if a day had passed: DynamoDB's TTL removes expired items only eventually.
+    t.app
+        .store
+        .client()
+        .update_item()
+        .table_name(t.app.store.table())
+        .key("PK", AttributeValue::S(format!("SESSION#{expired}")))
+        .key("SK", AttributeValue::S(llmchat::store::dynamo::schema::SESSION_META_SK.into()))
+        .update_expression("SET expires_at = :past")
+        .expression_attribute_values(":past", AttributeValue::N("1000000000".into()))
+        .send()
+        .await
+        .unwrap();
+    t.send(Method::GET, &format!("/sessions/{expired}"), None).await.assert_problem(404, "not_found");
+    let send = t.send(Method::POST, &format!("/sessions/{expired}/messages"), Some(r#"{"content": "hi"}"#)).await;
+    send.assert_problem(404, "not_found");
+    // Lists skip it, page by page (the newest, expired, is alone on the first page).
+    assert_eq!(t.all_session_ids(&t.key, 1).await, [live.clone()]);
+    assert_eq!(t.send(Method::GET, &format!("/sessions/{live}"), None).await.status, StatusCode::OK);
 }

@@ -210,13 +210,25 @@ impl TryFrom<SessionItem> for Session {
     }
 }
 
-/// A live session item of `owner`, or `NotFound`.
+/// A live session item of `owner`, or `NotFound`: a session being deleted,
+/// or past its expiry (DynamoDB's TTL removes items up to days later), is gone.
 pub(crate) fn owned_session(item: Item, owner: &OwnerId) -> Result<Session, StoreError> {
     let item: SessionItem = from_item(item)?;
-    if item.deleting || &item.owner != owner {
+    let expired = item.expires_at.is_some_and(|at| at <= Timestamp::now().unix_seconds());
+    if item.deleting || expired || &item.owner != owner {
         return Err(StoreError::NotFound);
     }
     item.try_into()
+}
+
+/// The list cursor at a `GSI1SK` of `<updated_at>#<id>`.
+fn cursor_at(sort_key: &str) -> Result<SessionCursor, StoreError> {
+    let corrupt = || StoreError::Corrupt(format!("{GSI1_SK} {sort_key}"));
+    let (updated_at, id) = sort_key.split_once('#').ok_or_else(corrupt)?;
+    Ok(SessionCursor {
+        updated_at: Timestamp::parse(updated_at).map_err(|_| corrupt())?,
+        id: Uuid::try_parse(id).map_err(|_| corrupt())?,
+    })
 }
 
 impl SessionRepository for DynamoStore {
@@ -249,8 +261,12 @@ impl SessionRepository for DynamoStore {
             .table_name(&self.table)
             .index_name(GSI1)
             .key_condition_expression("#pk = :pk")
+            // Past its expiry, a session is gone before DynamoDB's TTL removes it.
+            .filter_expression("attribute_not_exists(#ttl) OR #ttl > :now")
             .expression_attribute_names("#pk", GSI1_PK)
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
             .expression_attribute_values(":pk", s(owner_gsi_pk(owner)))
+            .expression_attribute_values(":now", AttributeValue::N(Timestamp::now().unix_seconds().to_string()))
             .scan_index_forward(false)
             .limit(limit as i32);
         if let Some(c) = after {
@@ -269,9 +285,10 @@ impl SessionRepository for DynamoStore {
             .into_iter()
             .map(|item| owned_session(item, owner))
             .collect::<Result<Vec<_>, _>>()?;
-        let next = match (&out.last_evaluated_key, items.last()) {
-            (Some(_), Some(last)) => Some(SessionCursor { updated_at: last.updated_at, id: last.id }),
-            _ => None,
+        // Where the Query stopped, even if the filter left none of that page's items.
+        let next = match out.last_evaluated_key.as_ref().and_then(|key| key.get(GSI1_SK)).and_then(|v| v.as_s().ok()) {
+            Some(sort_key) => Some(cursor_at(sort_key)?),
+            None => None,
         };
         Ok(Listed { items, next })
     }
