@@ -130,6 +130,8 @@ async fn a_second_send_during_a_reply_is_refused_and_a_retry_replays() {
 struct WriteLog {
     inner: DynamoStore,
     appends: Arc<Mutex<Vec<(Instant, usize)>>>,
+    /// A DELETE of the session lands between a send's read and its transaction.
+    delete_before_begin: bool,
 }
 
 impl MessageRepository for WriteLog {
@@ -145,6 +147,21 @@ impl MessageRepository for WriteLog {
         idempotency: Option<&IdempotencyRecord>,
         abandoned: Option<&Message>,
     ) -> Result<(), BeginError> {
+        if self.delete_before_begin {
+            // The first step of a DELETE: the session is marked `deleting`.
+            use aws_sdk_dynamodb::types::AttributeValue;
+            self.inner
+                .client()
+                .update_item()
+                .table_name(self.inner.table())
+                .key("PK", AttributeValue::S(format!("SESSION#{}", session.id)))
+                .key("SK", AttributeValue::S(crate::store::dynamo::schema::SESSION_META_SK.to_owned()))
+                .update_expression("SET deleting = :yes")
+                .expression_attribute_values(":yes", AttributeValue::Bool(true))
+                .send()
+                .await
+                .unwrap();
+        }
         self.inner.begin_exchange(session, expected_seq, user, reply, idempotency, abandoned).await
     }
     async fn get_idempotency(&self, id: Uuid, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
@@ -184,7 +201,24 @@ impl MessageRepository for WriteLog {
 }
 
 fn write_log(app: &App) -> WriteLog {
-    WriteLog { inner: app.store.clone(), appends: Arc::default() }
+    WriteLog { inner: app.store.clone(), appends: Arc::default(), delete_before_begin: false }
+}
+
+#[tokio::test]
+async fn a_send_racing_a_delete_finds_the_session_gone_not_busy() {
+    let (app, owner, session) = fixture().await;
+    let store = WriteLog { delete_before_begin: true, ..write_log(&app) };
+    let raced = begin(&store, &app.config, &owner, session.id, send("hello")).await;
+    assert!(matches!(raced, Err(ChatError::NotFound("session"))), "{raced:?}");
+    assert!(stored(&app, &session).await.is_empty(), "nothing of the send was stored");
+
+    // Whereas a session that moved on (another send) is busy, not gone.
+    let other = new_session(&app, "alice").await;
+    let now = crate::domain::Timestamp::now();
+    let user = Message::user(other.id, 6, "late".into(), None, now);
+    let reply = Message::pending_reply(other.id, 7, "m".into(), now, now);
+    let stale = app.store.begin_exchange(&other, 5, &user, &reply, None, None).await;
+    assert!(matches!(stale, Err(BeginError::Busy)), "{stale:?}");
 }
 
 #[tokio::test]

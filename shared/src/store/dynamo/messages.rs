@@ -2,7 +2,7 @@
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -245,6 +245,8 @@ impl MessageRepository for DynamoStore {
             .expression_attribute_values(":reply_seq", AttributeValue::N(reply.seq.to_string()))
             .expression_attribute_values(":now", s(now.to_string()))
             .expression_attribute_values(":gsi1sk", s(owner_gsi_sk(&now, session.id)))
+            // On a failed condition, the session as it is: deleted meanwhile, or busy.
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(built)?;
         let put = |item: Item| {
@@ -305,6 +307,16 @@ impl MessageRepository for DynamoStore {
         };
         if idempotency.is_some() && failed(3) {
             return Err(BeginError::Duplicate);
+        }
+        // A DELETE that came between the read and this transaction: the session is gone, not busy.
+        if failed(0) {
+            let session_now = match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(c)) => c.cancellation_reasons().first().and_then(|r| r.item()),
+                _ => None,
+            };
+            if session_now.is_none_or(|item| item.contains_key("deleting")) {
+                return Err(BeginError::Store(StoreError::NotFound));
+            }
         }
         // Another send's transaction on the same items, in flight at the same
         // moment, cancels this one with TransactionConflict: also a busy session.
