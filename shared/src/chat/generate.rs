@@ -46,8 +46,8 @@ enum Stop {
     Failed(LlmError),
     /// A cancel was asked for.
     Cancelled,
-    /// The reply is no longer this generator's (taken over, or deleted).
-    Lost,
+    /// The reply is no longer this generator's: taken over, or (`gone`) deleted.
+    Lost { gone: bool },
 }
 
 /// The reply's log as this generator writes it: what is appended, what waits.
@@ -149,7 +149,8 @@ async fn why_refused<S: MessageRepository>(store: &S, reply: &Message) -> Stop {
         {
             Stop::Cancelled
         }
-        _ => Stop::Lost,
+        Ok(stored) => Stop::Lost { gone: stored.is_none() },
+        Err(_) => Stop::Lost { gone: false },
     }
 }
 
@@ -178,9 +179,8 @@ async fn finish<S: MessageRepository>(store: &S, mut reply: Message, stop: Stop)
             tracing::warn!(error = %err, status = ?reply.status, chars = reply.content.len(), "reply did not complete");
             llm_error = Some(err);
         }
-        Stop::Lost => {
+        Stop::Lost { gone } => {
             tracing::warn!("the reply is no longer this generator's: it stops without writing");
-            let gone = matches!(store.get_message(reply.session_id, reply.seq).await, Ok(None));
             let save_error = gone.then_some(StoreError::NotFound);
             return Generated { superseded: !gone, reply, llm_error, save_error };
         }
