@@ -39,7 +39,7 @@ fn truncate(value: &str, max: usize) -> String {
 }
 
 /// A page of a list: pass `next_cursor` back as `cursor` for the next one.
-#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Page<T> {
     pub items: Vec<T>,
     /// Opaque; `null` on the last page.

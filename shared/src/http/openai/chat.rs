@@ -8,7 +8,7 @@ use lambda_runtime::streaming::Body;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::{error_response, invalid, param, params, ranged, required, unix};
+use super::{error_response, invalid, param, params, ranged, required};
 use crate::App;
 use crate::chat::{self, relay};
 use crate::domain::limits::{MAX_STOP_SEQUENCE_CHARS, MAX_STOP_SEQUENCES};
@@ -58,7 +58,7 @@ where
 
     let request = chat::stateless_request(&app.config, model.clone(), turns, options, format)?;
     let reply = app.llm.chat_stream(&request).await.map_err(ApiError::Llm)?;
-    let head = Head { id: format!("chatcmpl-{}", Uuid::new_v4().simple()), created: unix(Timestamp::now()), model };
+    let head = Head { id: format!("chatcmpl-{}", Uuid::new_v4().simple()), created: Timestamp::now().unix_seconds(), model };
     if !stream {
         let mut text = String::new();
         let completion = relay(reply, |d| text.push_str(d)).await.map_err(ApiError::Llm)?;

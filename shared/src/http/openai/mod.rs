@@ -126,11 +126,6 @@ fn classify(err: &ApiError) -> (StatusCode, &'static str, Value) {
     }
 }
 
-/// Seconds since the epoch, as OpenAI's `created` fields are.
-pub fn unix(t: crate::domain::Timestamp) -> i64 {
-    t.unix_seconds()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

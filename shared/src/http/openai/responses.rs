@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::chat::{format_of, text_content};
-use super::{invalid, param, params, ranged, required, unix};
+use super::{invalid, param, params, ranged, required};
 use crate::App;
 use crate::chat::{self, Begun, Cancelled, Followed, Pending};
 use crate::domain::{CreateSession, Message, MessageStatus, ModelOptions, OwnerId, Role, SendMessage, Timestamp, TurnOverrides};
@@ -111,7 +111,7 @@ pub fn object(reply: &Message, echo: &Echo) -> Value {
         })
     });
     json!({
-        "id": ResponseId::of(reply).to_string(), "object": "response", "created_at": unix(reply.created_at),
+        "id": ResponseId::of(reply).to_string(), "object": "response", "created_at": reply.created_at.unix_seconds(),
         "status": state, "background": echo.background, "error": error, "incomplete_details": incomplete_details,
         "instructions": echo.instructions, "max_output_tokens": echo.max_output_tokens, "model": reply.model,
         "output": output, "parallel_tool_calls": false, "previous_response_id": echo.previous_response_id,
