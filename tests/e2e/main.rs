@@ -95,28 +95,19 @@ async fn start_stack(dynamodb: &str, llm: &str) -> Stack {
     stack
 }
 
-/// Reads an SSE response, noting when each event arrived.
-async fn read_events(response: reqwest::Response, started: Instant) -> Vec<(Duration, String, Value)> {
-    let mut events = Vec::new();
-    let mut buffer = String::new();
-    let mut body = response.bytes_stream();
-    while let Some(chunk) = body.next().await {
-        buffer.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
-        while let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
-            let name = block.lines().find_map(|l| l.strip_prefix("event: "));
-            let data = block.lines().find_map(|l| l.strip_prefix("data: "));
-            if let (Some(name), Some(data)) = (name, data) {
-                events.push((started.elapsed(), name.to_owned(), serde_json::from_str(data).unwrap()));
-            }
-        }
-    }
-    events
+/// One event of an SSE response, and when it arrived.
+#[derive(Debug)]
+struct Event {
+    at: Duration,
+    id: String,
+    name: String,
+    data: Value,
 }
 
-/// Reads events (id, name, data) until `deltas` deltas have come (or the stream ends), then hangs up.
-async fn read_some(response: reqwest::Response, deltas: Option<usize>) -> Vec<(String, String, Value)> {
-    let mut events = Vec::new();
+/// Reads an SSE response until it ends, or (with `deltas`) until that many
+/// deltas have come, then hangs up.
+async fn read_events(response: reqwest::Response, started: Instant, deltas: Option<usize>) -> Vec<Event> {
+    let mut events: Vec<Event> = Vec::new();
     let mut buffer = String::new();
     let mut body = response.bytes_stream();
     while let Some(chunk) = body.next().await {
@@ -125,18 +116,18 @@ async fn read_some(response: reqwest::Response, deltas: Option<usize>) -> Vec<(S
             let block: String = buffer.drain(..end + 2).collect();
             let field = |f: &str| block.lines().find_map(|l| l.strip_prefix(&format!("{f}: ")).map(str::to_owned));
             if let (Some(id), Some(name), Some(data)) = (field("id"), field("event"), field("data")) {
-                events.push((id, name, serde_json::from_str(&data).unwrap()));
+                events.push(Event { at: started.elapsed(), id, name, data: serde_json::from_str(&data).unwrap() });
             }
         }
-        if deltas.is_some_and(|n| events.iter().filter(|(_, name, _)| name == "reply.delta").count() >= n) {
+        if deltas.is_some_and(|n| events.iter().filter(|e| e.name == "reply.delta").count() >= n) {
             break;
         }
     }
     events
 }
 
-fn text_of(events: &[(String, String, Value)]) -> String {
-    events.iter().filter(|(_, n, _)| n == "reply.delta").map(|(_, _, d)| d["delta"].as_str().unwrap()).collect()
+fn text_of(events: &[Event]) -> String {
+    events.iter().filter(|e| e.name == "reply.delta").map(|e| e.data["delta"].as_str().unwrap()).collect()
 }
 
 #[tokio::test]
@@ -192,11 +183,11 @@ async fn the_local_runtime_streams_incrementally_and_concurrently() {
         .await
         .unwrap();
     assert_eq!(r.headers()["content-type"], "text/event-stream");
-    let events = read_events(r, started).await;
-    let deltas: Vec<&Duration> = events.iter().filter(|(_, n, _)| n == "reply.delta").map(|(t, _, _)| t).collect();
+    let events = read_events(r, started, None).await;
+    let deltas: Vec<&Duration> = events.iter().filter(|e| e.name == "reply.delta").map(|e| &e.at).collect();
     assert_eq!(deltas.len(), 5);
     assert!(*deltas[4] - *deltas[0] >= Duration::from_millis(1200), "deltas were buffered: {deltas:?}");
-    assert_eq!(events.last().unwrap().1, "reply.completed");
+    assert_eq!(events.last().unwrap().name, "reply.completed");
 
     // Two streams on different sessions run at the same time.
     let started = Instant::now();
@@ -210,12 +201,12 @@ async fn the_local_runtime_streams_incrementally_and_concurrently() {
                 .send()
                 .await
                 .unwrap();
-            read_events(r, started).await
+            read_events(r, started, None).await
         }
     };
     let (a, b) = tokio::join!(open(sessions[1].clone()), open(sessions[2].clone()));
-    let first_delta = |e: &Vec<(Duration, String, Value)>| e.iter().find(|(_, n, _)| n == "reply.delta").unwrap().0;
-    let end = |e: &Vec<(Duration, String, Value)>| e.last().unwrap().0;
+    let first_delta = |e: &Vec<Event>| e.iter().find(|e| e.name == "reply.delta").unwrap().at;
+    let end = |e: &Vec<Event>| e.last().unwrap().at;
     assert!(first_delta(&a) < end(&b) && first_delta(&b) < end(&a), "the streams overlapped");
     let single = *deltas[4];
     assert!(end(&a).max(end(&b)) < single * 2, "two streams took {:?} and {:?}; one alone {single:?}", end(&a), end(&b));
@@ -224,20 +215,20 @@ async fn the_local_runtime_streams_incrementally_and_concurrently() {
     // function instance): the rest arrives live, no gap, no repeat.
     let stream_url = |session: &str| format!("{}/sessions/{session}/messages/stream", watch.base);
     let r = client.post(stream_url(&sessions[0])).header("authorization", &auth_header).json(&json!({"content": "again"})).send().await.unwrap();
-    let seen = read_some(r, Some(2)).await;
-    let reply_id = seen[0].2["reply_id"].as_str().unwrap().to_owned();
+    let seen = read_events(r, Instant::now(), Some(2)).await;
+    let reply_id = seen[0].data["reply_id"].as_str().unwrap().to_owned();
     let resume_url = format!("{}/sessions/{}/messages/{reply_id}/stream", watch.base, sessions[0]);
-    let r = client.get(&resume_url).header("authorization", &auth_header).header("last-event-id", &seen.last().unwrap().0).send().await.unwrap();
+    let r = client.get(&resume_url).header("authorization", &auth_header).header("last-event-id", &seen.last().unwrap().id).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let rest = read_some(r, None).await;
-    assert!(rest.iter().filter(|(_, n, _)| n == "reply.delta").count() >= 2, "followed live: {rest:?}");
+    let rest = read_events(r, Instant::now(), None).await;
+    assert!(rest.iter().filter(|e| e.name == "reply.delta").count() >= 2, "followed live: {rest:?}");
     assert_eq!(format!("{}{}", text_of(&seen), text_of(&rest)), "one two three four five");
-    assert_eq!(rest.last().map(|(id, n, _)| (id.as_str(), n.as_str())), Some(("end", "reply.completed")));
+    assert_eq!(rest.last().map(|e| (e.id.as_str(), e.name.as_str())), Some(("end", "reply.completed")));
 
     // A Stop from another request ends the reply where it is, in the first reader's stream too.
     let r = client.post(stream_url(&sessions[2])).header("authorization", &auth_header).json(&json!({"content": "and again"})).send().await.unwrap();
-    let mut first = read_some(r, Some(1)).await;
-    let reply_id = first[0].2["reply_id"].as_str().unwrap().to_owned();
+    let mut first = read_events(r, Instant::now(), Some(1)).await;
+    let reply_id = first[0].data["reply_id"].as_str().unwrap().to_owned();
     let cancelled: Value = client
         .post(format!("{}/sessions/{}/messages/{reply_id}/cancel", watch.base, sessions[2]))
         .header("authorization", &auth_header)
@@ -249,9 +240,9 @@ async fn the_local_runtime_streams_incrementally_and_concurrently() {
         .unwrap();
     assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
     let resume_url = format!("{}/sessions/{}/messages/{reply_id}/stream", watch.base, sessions[2]);
-    let r = client.get(&resume_url).header("authorization", &auth_header).header("last-event-id", &first.last().unwrap().0).send().await.unwrap();
-    first.extend(read_some(r, None).await);
-    assert_eq!(first.last().unwrap().1, "reply.cancelled");
+    let r = client.get(&resume_url).header("authorization", &auth_header).header("last-event-id", &first.last().unwrap().id).send().await.unwrap();
+    first.extend(read_events(r, Instant::now(), None).await);
+    assert_eq!(first.last().unwrap().name, "reply.cancelled");
     assert_eq!(text_of(&first), cancelled["content"].as_str().unwrap());
     assert!("one two three four five".starts_with(cancelled["content"].as_str().unwrap()));
     drop(watch);
