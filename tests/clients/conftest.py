@@ -65,12 +65,8 @@ def strict_client(stack: Stack) -> openai.OpenAI:
     return sdk_client(stack.base, stack.key, _strict_response_validation=True)
 
 
-@pytest.fixture(scope="session")
-def other_key(stack: Stack) -> str:
-    """A key of another owner: STACK_OTHER_KEY, or one issued with the admin
-    CLI in the stack's table."""
-    if os.environ.get("STACK_OTHER_KEY"):
-        return os.environ["STACK_OTHER_KEY"]
+def issue_key(stack: Stack, owner: str) -> str:
+    """A key for `owner`, issued with the admin CLI in the stack's table."""
     env = {
         **os.environ,
         "LLMCHAT_TABLE_NAME": stack.table,
@@ -85,13 +81,19 @@ def other_key(stack: Stack) -> str:
     for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
         env.pop(name, None)
     out = subprocess.run(
-        ["cargo", "run", "-q", "--bin", "llmchat-admin", "--", "issue-key", "--owner", "client-tests-other"],
+        ["cargo", "run", "-q", "--bin", "llmchat-admin", "--", "issue-key", "--owner", owner],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
     assert out.returncode == 0, f"llmchat-admin issue-key failed:\n{out.stderr}"
     key = out.stdout.strip().splitlines()[-1]
     assert key.startswith("lck_"), f"llmchat-admin issue-key printed no key: {out.stdout!r}"
     return key
+
+
+@pytest.fixture(scope="session")
+def other_key(stack: Stack) -> str:
+    """A key of another owner: STACK_OTHER_KEY, or one issued with the admin CLI."""
+    return os.environ.get("STACK_OTHER_KEY") or issue_key(stack, "client-tests-other")
 
 
 @pytest.fixture(scope="session")
