@@ -29,6 +29,93 @@ pub const DEFAULT_MAX_REPLY_TOKENS: u32 = 1024;
 /// Longest timeout any `*_TIMEOUT_MS` variable may set (Lambda's own cap is 15 minutes).
 pub const MAX_TIMEOUT_MS: u64 = 900_000;
 
+/// Name of the one backend configured when `LLMCHAT_BACKENDS` is not set (Ollama at `OLLAMA_URL`).
+pub const DEFAULT_BACKEND_NAME: &str = "ollama";
+
+/// Largest `num_predict` a client may ask for when `LLMCHAT_MAX_NUM_PREDICT` is not set.
+pub const DEFAULT_MAX_NUM_PREDICT: u32 = 8192;
+
+/// Most backends one deployment may name.
+pub const MAX_BACKENDS: usize = 16;
+
+/// Which dialect a backend speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// Ollama's own API: `/api/chat` (NDJSON), `/api/tags`.
+    Ollama,
+    /// The OpenAI chat completions API: `/chat/completions` (SSE), `/models`,
+    /// under the configured base URL (which usually ends in `/v1`).
+    OpenAi,
+}
+
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Ollama => "ollama",
+            BackendKind::OpenAi => "openai",
+        }
+    }
+}
+
+/// A secret read from the configuration: never printed, never logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Where a backend's API key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiKeySource {
+    None,
+    /// `LLMCHAT_BACKEND_<NAME>_API_KEY`.
+    Env(Secret),
+    /// `LLMCHAT_BACKEND_<NAME>_API_KEY_PARAM`: an SSM parameter name (a
+    /// SecureString), or `/aws/reference/secretsmanager/<secret>` for a
+    /// Secrets Manager secret; read once at cold start.
+    Parameter(String),
+}
+
+/// One named model backend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendConfig {
+    pub name: String,
+    pub kind: BackendKind,
+    pub url: String,
+    pub api_key: ApiKeySource,
+    /// `LLMCHAT_BACKEND_<NAME>_CONNECT_TIMEOUT_MS`, else `LLMCHAT_LLM_CONNECT_TIMEOUT_MS`.
+    pub connect_timeout: Duration,
+    /// `LLMCHAT_BACKEND_<NAME>_FIRST_TOKEN_TIMEOUT_MS`, else the global one.
+    pub first_token_timeout: Duration,
+    /// `LLMCHAT_BACKEND_<NAME>_IDLE_TIMEOUT_MS`, else the global one.
+    pub idle_timeout: Duration,
+}
+
+/// What clients may ask of the models on this deployment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelPolicy {
+    /// `LLMCHAT_ALLOWED_MODELS`: patterns over `backend/model`, `*` matching any run of characters.
+    pub allowed_models: Vec<String>,
+    /// `LLMCHAT_MAX_NUM_PREDICT`: the largest `num_predict` a client may ask for.
+    pub max_num_predict: u32,
+    /// `LLMCHAT_ALLOWED_CONTEXT_SIZES`: the `num_ctx` values a client may pick;
+    /// empty means any from 256 to `max_context_tokens`.
+    pub context_sizes: Vec<u32>,
+}
+
 /// How the caller's identity is established.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMode {
@@ -75,10 +162,14 @@ pub struct Config {
     pub table_name: String,
     /// `DYNAMODB_ENDPOINT`: set only locally (DynamoDB Local).
     pub dynamodb_endpoint: Option<String>,
-    /// `OLLAMA_URL`
-    pub ollama_url: String,
+    /// `LLMCHAT_BACKENDS`: `name=kind:url` entries, comma-separated; by
+    /// default one Ollama backend named `ollama` at `OLLAMA_URL`.
+    pub backends: Vec<BackendConfig>,
+    /// `LLMCHAT_DEFAULT_BACKEND`: where a bare model name goes (default: the first backend).
+    pub default_backend: String,
     /// `LLMCHAT_DEFAULT_MODEL`
     pub default_model: String,
+    pub policy: ModelPolicy,
     /// `LLMCHAT_AUTH_MODE`: `api_key` (default) or `authorizer`.
     pub auth_mode: AuthMode,
     /// `LLMCHAT_CORS_ORIGINS`: empty (default), `*`, or a comma-separated list.
@@ -107,7 +198,7 @@ pub struct Config {
 #[derive(Debug, thiserror::Error)]
 #[error("configuration variable {var} is invalid: {reason}")]
 pub struct ConfigError {
-    pub var: &'static str,
+    pub var: String,
     pub reason: String,
 }
 
@@ -126,7 +217,6 @@ impl Config {
             return Err(invalid("LLMCHAT_TABLE_NAME", "must be 3-255 characters of a-z, A-Z, 0-9, '_', '-', '.'"));
         }
         let dynamodb_endpoint = get("DYNAMODB_ENDPOINT").map(|v| url_var("DYNAMODB_ENDPOINT", v)).transpose()?;
-        let ollama_url = url_var("OLLAMA_URL", get("OLLAMA_URL").unwrap_or_else(|| DEFAULT_OLLAMA_URL.to_owned()))?;
         let default_model = get("LLMCHAT_DEFAULT_MODEL").unwrap_or_else(|| DEFAULT_MODEL.to_owned());
         crate::domain::validate_model_name(&default_model)
             .map_err(|e| invalid("LLMCHAT_DEFAULT_MODEL", &e.to_string()))?;
@@ -150,46 +240,222 @@ impl Config {
             Some("pretty") => LogFormat::Pretty,
             Some(_) => return Err(invalid("LLMCHAT_LOG_FORMAT", "must be `json` or `pretty`")),
         };
-        let millis = |var: &'static str, default: u64| -> Result<Duration, ConfigError> {
+        let millis = |var: &str, default: u64| -> Result<Duration, ConfigError> {
             match get(var) {
                 None => Ok(Duration::from_millis(default)),
                 value => Ok(Duration::from_millis(number(var, value, 1, MAX_TIMEOUT_MS)?)),
             }
         };
+        let llm_connect_timeout = millis("LLMCHAT_LLM_CONNECT_TIMEOUT_MS", 2_000)?;
+        let llm_first_token_timeout = millis("LLMCHAT_LLM_FIRST_TOKEN_TIMEOUT_MS", 120_000)?;
+        let llm_idle_timeout = millis("LLMCHAT_LLM_IDLE_TIMEOUT_MS", 30_000)?;
+        let backends = backends(&get, [llm_connect_timeout, llm_first_token_timeout, llm_idle_timeout])?;
+        let default_backend = match get("LLMCHAT_DEFAULT_BACKEND") {
+            None => backends[0].name.clone(),
+            Some(name) if backends.iter().any(|b| b.name == name) => name,
+            Some(_) => return Err(invalid("LLMCHAT_DEFAULT_BACKEND", "must name a backend of LLMCHAT_BACKENDS")),
+        };
+        let max_context_tokens = match get("LLMCHAT_MAX_CONTEXT_TOKENS") {
+            None => DEFAULT_MAX_CONTEXT_TOKENS,
+            value => number("LLMCHAT_MAX_CONTEXT_TOKENS", value, 256, 1_048_576)? as u32,
+        };
+        let max_reply_tokens = match get("LLMCHAT_MAX_REPLY_TOKENS") {
+            None => DEFAULT_MAX_REPLY_TOKENS,
+            value => number("LLMCHAT_MAX_REPLY_TOKENS", value, 1, 131_072)? as u32,
+        };
+        let policy = policy(&get, max_context_tokens, max_reply_tokens)?;
         Ok(Config {
             table_name,
             dynamodb_endpoint,
-            ollama_url,
+            backends,
+            default_backend,
             default_model,
+            policy,
             auth_mode,
             cors_origins,
             session_ttl,
             log_format,
-            llm_connect_timeout: millis("LLMCHAT_LLM_CONNECT_TIMEOUT_MS", 2_000)?,
-            llm_first_token_timeout: millis("LLMCHAT_LLM_FIRST_TOKEN_TIMEOUT_MS", 120_000)?,
-            llm_idle_timeout: millis("LLMCHAT_LLM_IDLE_TIMEOUT_MS", 30_000)?,
+            llm_connect_timeout,
+            llm_first_token_timeout,
+            llm_idle_timeout,
             context_tokens: match get("LLMCHAT_CONTEXT_TOKENS") {
                 None => DEFAULT_CONTEXT_TOKENS,
                 value => number("LLMCHAT_CONTEXT_TOKENS", value, 256, 1_048_576)? as u32,
             },
-            max_context_tokens: match get("LLMCHAT_MAX_CONTEXT_TOKENS") {
-                None => DEFAULT_MAX_CONTEXT_TOKENS,
-                value => number("LLMCHAT_MAX_CONTEXT_TOKENS", value, 256, 1_048_576)? as u32,
-            },
-            max_reply_tokens: match get("LLMCHAT_MAX_REPLY_TOKENS") {
-                None => DEFAULT_MAX_REPLY_TOKENS,
-                value => number("LLMCHAT_MAX_REPLY_TOKENS", value, 1, 131_072)? as u32,
-            },
+            max_context_tokens,
+            max_reply_tokens,
             sse_keepalive: millis("LLMCHAT_SSE_KEEPALIVE_MS", 10_000)?,
         })
     }
 }
 
-fn invalid(var: &'static str, reason: &str) -> ConfigError {
-    ConfigError { var, reason: reason.to_owned() }
+impl Config {
+    /// The backend and the backend's own model name behind `model`: a
+    /// `backend/` prefix naming a configured backend picks it; any other name
+    /// (including one with a `/` of its own) goes whole to the default backend.
+    pub fn resolve_model<'a>(&'a self, model: &'a str) -> (&'a str, &'a str) {
+        if let Some((prefix, rest)) = model.split_once('/') {
+            if !rest.is_empty() && self.backends.iter().any(|b| b.name == prefix) {
+                return (prefix, rest);
+            }
+        }
+        (&self.default_backend, model)
+    }
+
+    /// `model` as `backend/model`.
+    pub fn qualified_model(&self, model: &str) -> String {
+        let (backend, name) = self.resolve_model(model);
+        format!("{backend}/{name}")
+    }
+
+    /// Whether clients may use `model` here: `Err` names the limit.
+    pub fn check_model(&self, model: &str) -> Result<(), String> {
+        let qualified = self.qualified_model(model);
+        if self.policy.allowed_models.iter().any(|p| pattern_matches(p, &qualified)) {
+            Ok(())
+        } else {
+            Err(format!("model `{qualified}` is not offered on this deployment (LLMCHAT_ALLOWED_MODELS)"))
+        }
+    }
+
+    /// Whether `options` stay within this deployment's limits: `Err` names the limit.
+    pub fn check_options(&self, options: &crate::domain::ModelOptions) -> Result<(), String> {
+        if let Some(n) = options.num_predict {
+            if n > self.policy.max_num_predict {
+                return Err(format!(
+                    "options.num_predict is at most {} on this deployment (LLMCHAT_MAX_NUM_PREDICT)",
+                    self.policy.max_num_predict
+                ));
+            }
+        }
+        if let Some(n) = options.num_ctx {
+            if n > self.max_context_tokens {
+                return Err(format!(
+                    "options.num_ctx is at most {} on this deployment (LLMCHAT_MAX_CONTEXT_TOKENS)",
+                    self.max_context_tokens
+                ));
+            }
+            let sizes = &self.policy.context_sizes;
+            if !sizes.is_empty() && !sizes.contains(&n) {
+                let list = sizes.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+                return Err(format!("options.num_ctx is one of {list} on this deployment (LLMCHAT_ALLOWED_CONTEXT_SIZES)"));
+            }
+        }
+        Ok(())
+    }
 }
 
-fn url_var(var: &'static str, value: String) -> Result<String, ConfigError> {
+/// `pattern` with `*` matching any run of characters (none included), against all of `text`.
+fn pattern_matches(pattern: &str, text: &str) -> bool {
+    let mut pieces = pattern.split('*');
+    let first = pieces.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else { return false };
+    let pieces: Vec<&str> = pieces.collect();
+    let Some((last, middle)) = pieces.split_last() else { return rest.is_empty() };
+    for piece in middle {
+        match rest.find(piece) {
+            Some(at) => rest = &rest[at + piece.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+/// The backends of `LLMCHAT_BACKENDS` (or the one Ollama of `OLLAMA_URL`),
+/// each with its key source and timeouts (`defaults`: connect, first token, idle).
+fn backends(get: &impl Fn(&str) -> Option<String>, defaults: [Duration; 3]) -> Result<Vec<BackendConfig>, ConfigError> {
+    const VAR: &str = "LLMCHAT_BACKENDS";
+    let entries: Vec<(String, BackendKind, String)> = match get(VAR) {
+        None => {
+            let url = url_var("OLLAMA_URL", get("OLLAMA_URL").unwrap_or_else(|| DEFAULT_OLLAMA_URL.to_owned()))?;
+            vec![(DEFAULT_BACKEND_NAME.to_owned(), BackendKind::Ollama, url)]
+        }
+        Some(list) => {
+            let mut entries = Vec::new();
+            for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                let shape = "entries are `name=kind:url`, kind `ollama` or `openai`";
+                let (name, rest) = entry.split_once('=').ok_or_else(|| invalid(VAR, shape))?;
+                let (kind, url) = rest.split_once(':').ok_or_else(|| invalid(VAR, shape))?;
+                let kind = match kind.trim() {
+                    "ollama" => BackendKind::Ollama,
+                    "openai" => BackendKind::OpenAi,
+                    _ => return Err(invalid(VAR, shape)),
+                };
+                let name = name.trim().to_owned();
+                let name_ok = !name.is_empty()
+                    && name.len() <= crate::domain::limits::MAX_BACKEND_NAME_CHARS
+                    && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_'));
+                if !name_ok {
+                    return Err(invalid(VAR, "a backend name is 1-32 characters of a-z, 0-9, '-', '_'"));
+                }
+                if entries.iter().any(|(n, _, _)| *n == name) {
+                    return Err(invalid(VAR, &format!("backend `{name}` is named twice")));
+                }
+                entries.push((name, kind, url_var(VAR, url.trim().to_owned())?));
+            }
+            if entries.is_empty() || entries.len() > MAX_BACKENDS {
+                return Err(invalid(VAR, &format!("names 1 to {MAX_BACKENDS} backends")));
+            }
+            entries
+        }
+    };
+    entries
+        .into_iter()
+        .map(|(name, kind, url)| {
+            let prefix = format!("LLMCHAT_BACKEND_{}_", name.to_ascii_uppercase().replace('-', "_"));
+            let var = |suffix: &str| format!("{prefix}{suffix}");
+            let api_key = match (get(&var("API_KEY")), get(&var("API_KEY_PARAM"))) {
+                (Some(_), Some(_)) => return Err(invalid(&var("API_KEY"), "set API_KEY or API_KEY_PARAM, not both")),
+                (Some(key), None) => ApiKeySource::Env(Secret::new(key)),
+                (None, Some(param)) => ApiKeySource::Parameter(param),
+                (None, None) => ApiKeySource::None,
+            };
+            let timeout = |suffix: &str, default: Duration| -> Result<Duration, ConfigError> {
+                let name = var(suffix);
+                match get(&name) {
+                    None => Ok(default),
+                    value => Ok(Duration::from_millis(number(&name, value, 1, MAX_TIMEOUT_MS)?)),
+                }
+            };
+            Ok(BackendConfig {
+                connect_timeout: timeout("CONNECT_TIMEOUT_MS", defaults[0])?,
+                first_token_timeout: timeout("FIRST_TOKEN_TIMEOUT_MS", defaults[1])?,
+                idle_timeout: timeout("IDLE_TIMEOUT_MS", defaults[2])?,
+                name,
+                kind,
+                url,
+                api_key,
+            })
+        })
+        .collect()
+}
+
+fn policy(get: &impl Fn(&str) -> Option<String>, max_context_tokens: u32, max_reply_tokens: u32) -> Result<ModelPolicy, ConfigError> {
+    let list = |var: &str| get(var).map(|v| v.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect::<Vec<_>>());
+    let allowed_models = list("LLMCHAT_ALLOWED_MODELS").unwrap_or_else(|| vec!["*".to_owned()]);
+    let max_num_predict = match get("LLMCHAT_MAX_NUM_PREDICT") {
+        None => DEFAULT_MAX_NUM_PREDICT.max(max_reply_tokens),
+        value => number("LLMCHAT_MAX_NUM_PREDICT", value, 1, 131_072)? as u32,
+    };
+    if max_num_predict < max_reply_tokens {
+        return Err(invalid("LLMCHAT_MAX_NUM_PREDICT", "must be at least LLMCHAT_MAX_REPLY_TOKENS (the default reply length)"));
+    }
+    let context_sizes = list("LLMCHAT_ALLOWED_CONTEXT_SIZES")
+        .unwrap_or_default()
+        .into_iter()
+        .map(|n| match n.parse::<u32>() {
+            Ok(n) if (256..=max_context_tokens).contains(&n) => Ok(n),
+            _ => Err(invalid("LLMCHAT_ALLOWED_CONTEXT_SIZES", "whole numbers from 256 to LLMCHAT_MAX_CONTEXT_TOKENS")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ModelPolicy { allowed_models, max_num_predict, context_sizes })
+}
+
+fn invalid(var: &str, reason: &str) -> ConfigError {
+    ConfigError { var: var.to_owned(), reason: reason.to_owned() }
+}
+
+fn url_var(var: &str, value: String) -> Result<String, ConfigError> {
     if value.starts_with("http://") || value.starts_with("https://") {
         Ok(value.trim_end_matches('/').to_owned())
     } else {
@@ -198,7 +464,7 @@ fn url_var(var: &'static str, value: String) -> Result<String, ConfigError> {
 }
 
 /// An unsigned integer variable within `min..=max`; absent means `min`.
-fn number(var: &'static str, value: Option<String>, min: u64, max: u64) -> Result<u64, ConfigError> {
+fn number(var: &str, value: Option<String>, min: u64, max: u64) -> Result<u64, ConfigError> {
     let Some(value) = value else { return Ok(min) };
     match value.parse::<u64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
@@ -225,7 +491,12 @@ mod tests {
     fn defaults_apply_when_nothing_is_set() {
         let c = config(&[]).unwrap();
         assert_eq!(c.table_name, DEFAULT_TABLE_NAME);
-        assert_eq!(c.ollama_url, DEFAULT_OLLAMA_URL);
+        assert_eq!(c.backends.len(), 1);
+        assert_eq!((c.backends[0].name.as_str(), c.backends[0].kind), (DEFAULT_BACKEND_NAME, BackendKind::Ollama));
+        assert_eq!(c.backends[0].url, DEFAULT_OLLAMA_URL);
+        assert_eq!(c.default_backend, DEFAULT_BACKEND_NAME);
+        assert_eq!(c.policy.allowed_models, ["*"]);
+        assert_eq!(c.policy.max_num_predict, DEFAULT_MAX_NUM_PREDICT);
         assert_eq!(c.default_model, DEFAULT_MODEL);
         assert_eq!(c.auth_mode, AuthMode::ApiKey);
         assert_eq!(c.cors_origins, CorsOrigins::None);
@@ -247,7 +518,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.llm_idle_timeout, Duration::from_millis(500));
         assert_eq!(c.session_ttl, Some(Duration::from_secs(30 * 86_400)));
-        assert_eq!(c.ollama_url, "http://ollama:11434");
+        assert_eq!(c.backends[0].url, "http://ollama:11434");
         assert_eq!(c.cors_origins.allow(Some("https://b.example")).as_deref(), Some("https://b.example"));
         assert_eq!(c.cors_origins.allow(Some("https://evil.example")), None);
     }
@@ -264,10 +535,77 @@ mod tests {
             ("LLMCHAT_LOG_FORMAT", "xml"),
             ("LLMCHAT_MAX_REPLY_TOKENS", "0"),
             ("LLMCHAT_CONTEXT_TOKENS", "12"),
+            ("LLMCHAT_BACKENDS", "a=ollama:http://x,a=openai:http://y"),
+            ("LLMCHAT_BACKENDS", "Big=ollama:http://x"),
+            ("LLMCHAT_BACKENDS", "a=grpc:http://x"),
+            ("LLMCHAT_BACKENDS", "a=ollama"),
+            ("LLMCHAT_DEFAULT_BACKEND", "nowhere"),
+            ("LLMCHAT_MAX_NUM_PREDICT", "16"),
+            ("LLMCHAT_ALLOWED_CONTEXT_SIZES", "4096,huge"),
+            ("LLMCHAT_BACKEND_OLLAMA_IDLE_TIMEOUT_MS", "0"),
         ] {
-            let err = config(&[(var, value)]).unwrap_err();
+            let err = config(&[(var, value)]).expect_err(var);
             assert_eq!(err.var, var);
             assert!(err.to_string().contains(var));
+        }
+    }
+
+    #[test]
+    fn backends_are_named_and_models_resolve_to_them() {
+        let c = config(&[
+            ("LLMCHAT_BACKENDS", "local=ollama:http://127.0.0.1:11434, llamacpp=openai:http://127.0.0.1:8080/v1/"),
+            ("LLMCHAT_BACKEND_LLAMACPP_API_KEY", "sk-test-secret"),
+            ("LLMCHAT_BACKEND_LOCAL_FIRST_TOKEN_TIMEOUT_MS", "5000"),
+        ])
+        .unwrap();
+        assert_eq!(c.default_backend, "local");
+        assert_eq!(c.backends[1].kind, BackendKind::OpenAi);
+        assert_eq!(c.backends[1].url, "http://127.0.0.1:8080/v1");
+        assert_eq!(c.backends[1].api_key, ApiKeySource::Env(Secret::new("sk-test-secret".into())));
+        assert!(!format!("{c:?}").contains("sk-test-secret"), "a key never shows in Debug output");
+        assert_eq!(c.backends[0].first_token_timeout, Duration::from_millis(5000));
+        assert_eq!(c.backends[1].first_token_timeout, c.llm_first_token_timeout);
+        assert_eq!(c.resolve_model("llamacpp/gemma3:270m"), ("llamacpp", "gemma3:270m"));
+        assert_eq!(c.resolve_model("gemma3:270m"), ("local", "gemma3:270m"));
+        // A namespace that is not a backend stays part of the model's name.
+        assert_eq!(c.resolve_model("library/gemma3"), ("local", "library/gemma3"));
+        assert_eq!(c.qualified_model("gemma3:270m"), "local/gemma3:270m");
+    }
+
+    #[test]
+    fn the_allow_list_refuses_by_naming_the_limit() {
+        let c = config(&[
+            ("LLMCHAT_ALLOWED_MODELS", "ollama/gemma3:*, ollama/*-instruct"),
+            ("LLMCHAT_MAX_NUM_PREDICT", "2048"),
+            ("LLMCHAT_ALLOWED_CONTEXT_SIZES", "2048,4096"),
+        ])
+        .unwrap();
+        assert!(c.check_model("gemma3:270m").is_ok());
+        assert!(c.check_model("ollama/gemma3:1b").is_ok());
+        assert!(c.check_model("qwen2.5-instruct").is_ok());
+        assert!(c.check_model("llama3:8b").unwrap_err().contains("LLMCHAT_ALLOWED_MODELS"));
+        assert!(c.check_model("gemma3").is_err(), "the pattern's `:` must be there");
+        let options = |json: &str| serde_json::from_str::<crate::domain::ModelOptions>(json).unwrap();
+        assert!(c.check_options(&options(r#"{"num_predict": 2048, "num_ctx": 4096}"#)).is_ok());
+        assert!(c.check_options(&options(r#"{"num_predict": 2049}"#)).unwrap_err().contains("LLMCHAT_MAX_NUM_PREDICT"));
+        assert!(c.check_options(&options(r#"{"num_ctx": 3000}"#)).unwrap_err().contains("LLMCHAT_ALLOWED_CONTEXT_SIZES"));
+        assert!(c.check_options(&options(r#"{"num_ctx": 65536}"#)).unwrap_err().contains("LLMCHAT_MAX_CONTEXT_TOKENS"));
+    }
+
+    #[test]
+    fn patterns_match_whole_names() {
+        for (pattern, text, expected) in [
+            ("*", "a/b", true),
+            ("a/*", "a/b", true),
+            ("a/*", "b/a", false),
+            ("*b", "a/b", true),
+            ("a*b*c", "a-b-c", true),
+            ("a*b*c", "a-c-b", false),
+            ("a/b", "a/b", true),
+            ("a/b", "a/bc", false),
+            ("ab*ab", "ab", false),
+        ] {
+            assert_eq!(pattern_matches(pattern, text), expected, "{pattern} vs {text}");
         }
     }
 }

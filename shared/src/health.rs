@@ -22,7 +22,10 @@ pub struct Health {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HealthChecks {
     pub dynamodb: Check,
+    /// Every backend together: `ok` when each answered.
     pub llm: Check,
+    /// Each backend by name.
+    pub backends: std::collections::BTreeMap<String, Check>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -49,8 +52,23 @@ async fn timed<E: std::fmt::Display>(what: &str, probe: impl Future<Output = Res
 }
 
 pub async fn check<S: StoreProbe, M: ChatModel>(store: &S, llm: &M) -> (StatusCode, Health) {
-    let (dynamodb, llm) = tokio::join!(timed("DynamoDB", store.probe()), timed("the LLM backend", llm.ping()));
+    let started = Instant::now();
+    let (dynamodb, pings) = tokio::join!(timed("DynamoDB", store.probe()), llm.ping());
+    let latency_ms = started.elapsed().as_millis() as u64;
+    let mut backends = std::collections::BTreeMap::new();
+    for (name, result) in pings {
+        let what = format!("LLM backend `{name}`");
+        backends.insert(name, timed(&what, async { result }).await);
+    }
+    for check in backends.values_mut() {
+        check.latency_ms = latency_ms;
+    }
+    let down: Vec<&str> = backends.iter().filter(|(_, c)| c.status != "ok").map(|(n, _)| n.as_str()).collect();
+    let llm = match down.as_slice() {
+        [] => Check { status: "ok", latency_ms, detail: None },
+        down => Check { status: "unavailable", latency_ms, detail: Some(format!("no answer from {}", down.join(", "))) },
+    };
     let healthy = dynamodb.status == "ok" && llm.status == "ok";
     let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Health { status: if healthy { "ok" } else { "degraded" }, checks: HealthChecks { dynamodb, llm } })
+    (status, Health { status: if healthy { "ok" } else { "degraded" }, checks: HealthChecks { dynamodb, llm, backends } })
 }

@@ -16,6 +16,9 @@ pub enum SessionError {
     /// A cursor that does not decode, or was made for another listing.
     #[error("{0}")]
     BadCursor(String),
+    /// The model or an option is beyond what this deployment offers; names the limit.
+    #[error("{0}")]
+    NotAllowed(String),
     /// No such session for this owner.
     #[error("session not found")]
     NotFound,
@@ -42,6 +45,12 @@ pub async fn create<R: SessionRepository>(
     input: CreateSession,
 ) -> Result<Session, SessionError> {
     input.validate().map_err(|e| SessionError::Invalid(e.0))?;
+    if let Some(model) = &input.model {
+        config.check_model(model).map_err(SessionError::NotAllowed)?;
+    }
+    if let Some(options) = &input.options {
+        config.check_options(options).map_err(SessionError::NotAllowed)?;
+    }
     let now = Timestamp::now();
     let session = Session {
         id: Uuid::new_v4(),
@@ -80,11 +89,20 @@ pub async fn list<R: SessionRepository>(
 
 pub async fn update<R: SessionRepository>(
     repo: &R,
+    config: &Config,
     owner: &OwnerId,
     id: Uuid,
     patch: UpdateSession,
 ) -> Result<Session, SessionError> {
     patch.validate().map_err(|e| SessionError::Invalid(e.0))?;
+    // Only what the patch changes answers to the deployment's limits: a
+    // session made before they tightened can still be renamed.
+    if let Some(Some(model)) = &patch.model {
+        config.check_model(model).map_err(SessionError::NotAllowed)?;
+    }
+    if let Some(Some(options)) = &patch.options {
+        config.check_options(options).map_err(SessionError::NotAllowed)?;
+    }
     // Read, apply, write if unchanged since the read: a concurrent change (another
     // PATCH, or a send moving updated_at) is re-read and the patch applied again,
     // so no change is lost. A session gone in between is a 404 at the next read.

@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::App;
 use crate::config::Config;
 use crate::domain::{OwnerId, Session};
-use crate::llm::ollama::OllamaClient;
+use crate::llm::backends::Backends;
 use crate::llm::{ChatEvent, ChatModel, ChatRequest, LlmError, ModelInfo, ReplyStream};
 use crate::store::ApiKeyRepository;
 use crate::store::dynamo::{DynamoStore, schema};
@@ -36,7 +36,7 @@ pub async fn app_on_fresh_table(vars: &[(&str, &str)]) -> App {
         HashMap::from([("LLMCHAT_TABLE_NAME".to_owned(), table.clone()), ("DYNAMODB_ENDPOINT".to_owned(), dynamodb_endpoint())]);
     env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test configuration is valid");
-    let app = App::with_config(config).await;
+    let app = App::with_config(config).await.expect("backends of the test configuration");
     schema::create_table(app.store.client(), &table).await.expect("create the test table");
     app
 }
@@ -88,10 +88,16 @@ pub fn content_type(response: &Response<Body>) -> &str {
     response.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default()
 }
 
-/// An Ollama client pointed at a port nothing listens on, with short waits.
-pub fn unreachable_llm() -> OllamaClient {
-    let short = Duration::from_millis(200);
-    OllamaClient::new("http://127.0.0.1:9", short, short * 10, short * 10)
+/// The default backend pointed at a port nothing listens on, with short waits.
+pub fn unreachable_llm() -> Backends {
+    let vars = HashMap::from([
+        ("OLLAMA_URL", "http://127.0.0.1:9"),
+        ("LLMCHAT_LLM_CONNECT_TIMEOUT_MS", "200"),
+        ("LLMCHAT_LLM_FIRST_TOKEN_TIMEOUT_MS", "2000"),
+        ("LLMCHAT_LLM_IDLE_TIMEOUT_MS", "2000"),
+    ]);
+    let config = Config::from_lookup(|k| vars.get(k).map(|v| v.to_string())).expect("a valid configuration");
+    Backends::without_parameters(&config)
 }
 
 /// A new session of `owner` with default settings.
@@ -160,8 +166,8 @@ impl ChatModel for ScriptedModel {
         Ok(Vec::new())
     }
 
-    async fn ping(&self) -> Result<(), LlmError> {
-        Ok(())
+    async fn ping(&self) -> Vec<(String, Result<(), LlmError>)> {
+        vec![("scripted".to_owned(), Ok(()))]
     }
 }
 

@@ -57,7 +57,8 @@ async fn models_come_from_the_llm_and_are_cached() {
     for _ in 0..3 {
         let r = t.send(Method::GET, "/models", None).await;
         assert_eq!(r.status.as_u16(), 200, "{}", r.body);
-        assert_eq!(r.body["items"][0]["name"], "gemma3:270m");
+        assert_eq!(r.body["items"][0]["name"], "ollama/gemma3:270m");
+        assert_eq!(r.body["items"][0]["backend"], "ollama");
         assert_eq!(r.body["items"][0]["parameter_size"], "268M");
         assert!(r.body["next_cursor"].is_null());
     }

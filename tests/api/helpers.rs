@@ -54,6 +54,14 @@ pub async fn spawn_app_for_llm(llm_url: &str, extra: &[(&str, &str)]) -> TestApp
     spawn_app_with(&vars).await
 }
 
+/// An app whose one backend, `llm`, is the scripted server `llm` (in its dialect), with extra configuration.
+pub async fn spawn_app_on(llm: &llmchat_tests::scripted_llm::ScriptedLlm, extra: &[(&str, &str)]) -> TestApp {
+    let backend = llm.backend_var();
+    let mut vars = vec![("LLMCHAT_BACKENDS", backend.as_str())];
+    vars.extend_from_slice(extra);
+    spawn_app_with(&vars).await
+}
+
 /// A URL where nothing listens.
 pub fn unreachable_url() -> String {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

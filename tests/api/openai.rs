@@ -47,7 +47,10 @@ async fn chat_completions_answer_in_openai_shape_and_store_nothing() {
     assert!(r.body["id"].as_str().unwrap().starts_with("chatcmpl-"));
     assert_eq!(r.body["choices"][0]["message"], json!({"role": "assistant", "content": "Hello from LlmChat", "refusal": null}));
     assert_eq!(r.body["choices"][0]["finish_reason"], "stop");
-    assert_eq!(r.body["usage"], json!({"prompt_tokens": 26, "completion_tokens": 7, "total_tokens": 33}));
+    assert_eq!(
+        r.body["usage"],
+        json!({"prompt_tokens": 26, "completion_tokens": 7, "total_tokens": 33, "completion_tokens_details": {"reasoning_tokens": 0}})
+    );
 
     let sent = &llm.requests()[0];
     assert_eq!(sent["messages"], json!([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]));
@@ -116,11 +119,14 @@ async fn models_are_listed_in_openai_shape() {
     let t = spawn_app_for_llm(&llm.url, &[]).await;
     let r = t.send(Method::GET, "/v1/models", None).await;
     assert_eq!(r.body["object"], "list");
-    assert_eq!(r.body["data"][0]["id"], "gemma3:270m");
+    assert_eq!(r.body["data"][0]["id"], "ollama/gemma3:270m");
     assert_eq!(r.body["data"][0]["object"], "model");
     assert!(r.body["data"][0]["created"].as_i64().is_some_and(|c| c > 1_700_000_000));
+    // A bare name is the default backend's model.
     let r = t.send(Method::GET, "/v1/models/gemma3:270m", None).await;
-    assert_eq!(r.body["id"], "gemma3:270m");
+    assert_eq!(r.body["id"], "ollama/gemma3:270m");
+    let r = t.send(Method::GET, "/v1/models/ollama/gemma3:270m", None).await;
+    assert_eq!(r.body["id"], "ollama/gemma3:270m");
 }
 
 /// `POST /v1/responses` with `body`, expecting a response object.

@@ -144,7 +144,7 @@ async fn a_reply_is_stored_before_the_function_asks_for_its_next_invocation() {
     // The runtime's future is not Send: it gets a thread and an event loop of its own, as in a function's main.
     let runtime = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async move { stream_reply::run(Arc::new(llmchat::App::with_config(config).await)).await.map_err(|e| e.to_string()) })
+        rt.block_on(async move { stream_reply::run(Arc::new(llmchat::App::with_config(config).await.map_err(|e| e.to_string())?)).await.map_err(|e| e.to_string()) })
     });
 
     assert_eq!(next(&mut seen).await, Some(Seen::Next(1)));

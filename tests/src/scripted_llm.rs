@@ -1,6 +1,9 @@
-//! A scripted stand-in for Ollama: a real HTTP server on loopback whose
-//! replies are written byte by byte as a test dictates, with pauses, error
-//! lines, cut connections and characters split across writes.
+//! A scripted stand-in for a model server: a real HTTP server on loopback
+//! whose replies are written byte by byte as a test dictates, with pauses,
+//! error lines, cut connections and characters split across writes. It
+//! speaks either dialect LlmChat's backends speak ([`Dialect`]): a script
+//! says what happens (a token, a piece of thinking, the end, an error) and
+//! the server writes it as that dialect does.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,14 +16,115 @@ use tokio::net::{TcpListener, TcpStream};
 /// The one model the scripted server lists in `/api/tags`.
 pub const MODEL: &str = "gemma3:270m";
 
+/// The wire dialect the server speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// Ollama: `/api/chat` as NDJSON lines, `/api/tags`.
+    Ollama,
+    /// OpenAI chat completions: `/v1/chat/completions` as `data:` events, `/v1/models`.
+    OpenAi,
+}
+
+impl Dialect {
+    /// The configuration that points an app's one backend, named `llm`, at a server of this dialect.
+    pub fn backend_var(self, url: &str) -> String {
+        match self {
+            Dialect::Ollama => format!("llm=ollama:{url}"),
+            Dialect::OpenAi => format!("llm=openai:{url}/v1"),
+        }
+    }
+
+    /// One token of a streamed reply, as one write.
+    pub fn token(self, text: &str) -> Vec<u8> {
+        match self {
+            Dialect::Ollama => token_line(text),
+            Dialect::OpenAi => openai_chunk(json!({"content": text}), None),
+        }
+    }
+
+    /// A piece of thinking.
+    pub fn thinking(self, text: &str) -> Vec<u8> {
+        match self {
+            Dialect::Ollama => {
+                let line = json!({"model": "m", "created_at": "2026-01-01T00:00:00Z",
+                    "message": {"role": "assistant", "content": "", "thinking": text}, "done": false});
+                format!("{line}\n").into_bytes()
+            }
+            Dialect::OpenAi => openai_chunk(json!({"reasoning_content": text}), None),
+        }
+    }
+
+    /// The end of a reply, with usage: 26 prompt tokens, 7 generated.
+    pub fn done(self) -> Vec<u8> {
+        match self {
+            Dialect::Ollama => done_line(),
+            Dialect::OpenAi => {
+                let usage = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                    "choices": [], "usage": {"prompt_tokens": 26, "completion_tokens": 7, "total_tokens": 33}});
+                [openai_chunk(json!({}), Some("stop")), format!("data: {usage}\n\ndata: [DONE]\n\n").into_bytes()].concat()
+            }
+        }
+    }
+
+    /// An error reported inside a stream that had begun.
+    pub fn error_line(self, message: &str) -> Vec<u8> {
+        match self {
+            Dialect::Ollama => format!("{}\n", json!({"error": message})).into_bytes(),
+            Dialect::OpenAi => format!("data: {}\n\n", json!({"error": {"message": message, "type": "server_error"}})).into_bytes(),
+        }
+    }
+
+    /// The body of a refusal (any status but 200).
+    pub fn error_body(self, message: &str) -> Vec<u8> {
+        match self {
+            Dialect::Ollama => json!({"error": message}).to_string().into_bytes(),
+            Dialect::OpenAi => json!({"error": {"message": message, "type": "invalid_request_error", "code": null}}).to_string().into_bytes(),
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Dialect::Ollama => "application/x-ndjson",
+            Dialect::OpenAi => "text/event-stream",
+        }
+    }
+}
+
+fn openai_chunk(delta: Value, finish: Option<&str>) -> Vec<u8> {
+    let chunk = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0, "model": "m",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+    format!("data: {chunk}\n\n").into_bytes()
+}
+
 /// One step of a scripted response body.
 #[derive(Clone, Debug)]
 pub enum Step {
-    /// Write these bytes as one chunk.
+    /// A token of the reply, in the server's dialect.
+    Token(String),
+    /// A piece of thinking, in the server's dialect.
+    Thinking(String),
+    /// The end of the reply, with usage, in the server's dialect.
+    Done,
+    /// An error inside the stream, in the server's dialect.
+    ErrorLine(String),
+    /// Write these bytes as one chunk, whatever the dialect.
     Bytes(Vec<u8>),
     Sleep(Duration),
     /// Drop the connection without finishing the response.
     Cut,
+}
+
+impl Step {
+    fn bytes(&self, dialect: Dialect) -> Option<Vec<u8>> {
+        match self {
+            Step::Token(t) => Some(dialect.token(t)),
+            Step::Thinking(t) => Some(dialect.thinking(t)),
+            Step::Done => Some(dialect.done()),
+            Step::ErrorLine(m) => Some(dialect.error_line(m)),
+            Step::Bytes(b) => Some(b.clone()),
+            Step::Sleep(_) | Step::Cut => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -29,23 +133,41 @@ pub struct Script {
     pub steps: Vec<Step>,
 }
 
+impl Script {
+    /// A streamed reply of these steps.
+    pub fn ok(steps: Vec<Step>) -> Self {
+        Script { status: 200, steps }
+    }
+
+    /// A refusal with `status` and an error body saying `message` in the server's dialect.
+    pub fn refusal(status: u16, message: &str) -> Self {
+        Script { status, steps: vec![Step::ErrorLine(message.to_owned())] }
+    }
+}
+
 type Handler = dyn Fn(&Value) -> Script + Send + Sync;
 
 pub struct ScriptedLlm {
     pub url: String,
+    pub dialect: Dialect,
     requests: Arc<Mutex<Vec<Value>>>,
     tags_requests: Arc<AtomicUsize>,
     hung_up: Arc<AtomicUsize>,
 }
 
 impl ScriptedLlm {
-    /// Starts a server answering every `/api/chat` with `script(request body)`.
+    /// Starts an Ollama answering every `/api/chat` with `script(request body)`.
     pub async fn start(script: impl Fn(&Value) -> Script + Send + Sync + 'static) -> Self {
-        Self::start_on(0, script).await
+        Self::start_on(0, Dialect::Ollama, script).await
     }
 
-    /// Like [`ScriptedLlm::start`], on a given loopback port (0: any free one).
-    pub async fn start_on(port: u16, script: impl Fn(&Value) -> Script + Send + Sync + 'static) -> Self {
+    /// Like [`ScriptedLlm::start`], speaking `dialect`.
+    pub async fn start_as(dialect: Dialect, script: impl Fn(&Value) -> Script + Send + Sync + 'static) -> Self {
+        Self::start_on(0, dialect, script).await
+    }
+
+    /// Like [`ScriptedLlm::start_as`], on a given loopback port (0: any free one).
+    pub async fn start_on(port: u16, dialect: Dialect, script: impl Fn(&Value) -> Script + Send + Sync + 'static) -> Self {
         let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("a free loopback port");
         let url = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -55,19 +177,29 @@ impl ScriptedLlm {
         let counters = Counters { seen: requests.clone(), tags: tags_requests.clone(), hung_up: hung_up.clone() };
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
-                tokio::spawn(serve(socket, handler.clone(), counters.clone()));
+                tokio::spawn(serve(socket, dialect, handler.clone(), counters.clone()));
             }
         });
-        ScriptedLlm { url, requests, tags_requests, hung_up }
+        ScriptedLlm { url, dialect, requests, tags_requests, hung_up }
     }
 
-    /// Always the same reply, token by token.
+    /// Always the same reply, token by token (an Ollama).
     pub async fn replying(tokens: &[&str]) -> Self {
-        let steps = reply_steps(tokens, Duration::ZERO);
-        Self::start(move |_| Script { status: 200, steps: steps.clone() }).await
+        Self::replying_as(Dialect::Ollama, tokens).await
     }
 
-    /// How many `/api/tags` requests arrived.
+    /// Always the same reply, token by token, in `dialect`.
+    pub async fn replying_as(dialect: Dialect, tokens: &[&str]) -> Self {
+        let steps = reply_steps(tokens, Duration::ZERO);
+        Self::start_as(dialect, move |_| Script::ok(steps.clone())).await
+    }
+
+    /// The configuration that makes this server an app's one backend, named `llm`.
+    pub fn backend_var(&self) -> String {
+        self.dialect.backend_var(&self.url)
+    }
+
+    /// How many model-list requests (`/api/tags`, `/v1/models`) arrived.
     pub fn tags_requests(&self) -> usize {
         self.tags_requests.load(Ordering::SeqCst)
     }
@@ -90,9 +222,9 @@ pub fn reply_steps(tokens: &[&str], pause: Duration) -> Vec<Step> {
         if !pause.is_zero() {
             steps.push(Step::Sleep(pause));
         }
-        steps.push(Step::Bytes(token_line(token)));
+        steps.push(Step::Token(token.to_string()));
     }
-    steps.push(Step::Bytes(done_line()));
+    steps.push(Step::Done);
     steps
 }
 
@@ -118,13 +250,19 @@ struct Counters {
     hung_up: Arc<AtomicUsize>,
 }
 
-async fn serve(mut socket: TcpStream, handler: Arc<Handler>, counters: Counters) {
+async fn serve(mut socket: TcpStream, dialect: Dialect, handler: Arc<Handler>, counters: Counters) {
     let Some((path, body)) = read_request(&mut socket).await else { return };
-    if path == "/api/tags" {
+    let list = match (dialect, path.as_str()) {
+        (Dialect::Ollama, "/api/tags") => Some(json!({"models": [{"name": MODEL, "size": 241000000, "modified_at": "2026-01-01T00:00:00Z",
+            "details": {"family": "gemma3", "parameter_size": "268M", "quantization_level": "Q4_K_M"}}]})),
+        (Dialect::OpenAi, "/v1/models") => {
+            Some(json!({"object": "list", "data": [{"id": MODEL, "object": "model", "created": 1767225600, "owned_by": "scripted"}]}))
+        }
+        _ => None,
+    };
+    if let Some(list) = list {
         counters.tags.fetch_add(1, Ordering::SeqCst);
-        let tags = json!({"models": [{"name": MODEL, "size": 241000000, "modified_at": "2026-01-01T00:00:00Z",
-            "details": {"family": "gemma3", "parameter_size": "268M", "quantization_level": "Q4_K_M"}}]});
-        let text = tags.to_string();
+        let text = list.to_string();
         let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", text.len());
         let _ = socket.write_all(format!("{head}{text}").as_bytes()).await;
         return;
@@ -134,24 +272,30 @@ async fn serve(mut socket: TcpStream, handler: Arc<Handler>, counters: Counters)
     let script = handler(&request);
     if script.status != 200 {
         let text = match script.steps.first() {
+            Some(Step::ErrorLine(m)) => String::from_utf8_lossy(&dialect.error_body(m)).into_owned(),
             Some(Step::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
             _ => "{}".to_owned(),
         };
+        // A busy server says when to come back.
+        let retry = if matches!(script.status, 429 | 503) { "retry-after: 7\r\n" } else { "" };
         let head = format!(
-            "HTTP/1.1 {} Error\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            "HTTP/1.1 {} Error\r\ncontent-type: application/json\r\n{retry}content-length: {}\r\n\r\n",
             script.status,
             text.len()
         );
         let _ = socket.write_all(format!("{head}{text}").as_bytes()).await;
         return;
     }
-    let head = "HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n";
+    let head = format!("HTTP/1.1 200 OK\r\ncontent-type: {}\r\ntransfer-encoding: chunked\r\n\r\n", dialect.content_type());
     if socket.write_all(head.as_bytes()).await.is_err() {
         return;
     }
     for step in script.steps {
         match step {
-            Step::Bytes(bytes) => {
+            Step::Sleep(d) => tokio::time::sleep(d).await,
+            Step::Cut => return,
+            step => {
+                let bytes = step.bytes(dialect).unwrap_or_default();
                 let mut chunk = format!("{:x}\r\n", bytes.len()).into_bytes();
                 chunk.extend_from_slice(&bytes);
                 chunk.extend_from_slice(b"\r\n");
@@ -160,8 +304,6 @@ async fn serve(mut socket: TcpStream, handler: Arc<Handler>, counters: Counters)
                     return;
                 }
             }
-            Step::Sleep(d) => tokio::time::sleep(d).await,
-            Step::Cut => return,
         }
     }
     let _ = socket.write_all(b"0\r\n\r\n").await;

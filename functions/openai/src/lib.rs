@@ -46,7 +46,12 @@ where
         match (segments.as_slice(), &method) {
             (["chat", "completions"], &Method::POST) => chat::create(&*shared, body, &request_id).await,
             (["models"], &Method::GET) => api::json(StatusCode::OK, &models::list(&shared.llm).await?),
-            (["models", name], &Method::GET) => api::json(StatusCode::OK, &models::retrieve(&shared.llm, name).await?),
+            (["models", name], &Method::GET) => api::json(StatusCode::OK, &models::retrieve(&shared.llm, &shared.config, name).await?),
+            // A model's id is `backend/model`: its `/` is a path separator here.
+            (["models", backend, name], &Method::GET) => {
+                let id = format!("{backend}/{name}");
+                api::json(StatusCode::OK, &models::retrieve(&shared.llm, &shared.config, &id).await?)
+            }
             (["responses"], &Method::POST) => responses::create(shared.clone(), &generations, &owner, body).await,
             (["responses", id], &Method::GET) => {
                 let stream = api::query_param(&req, "stream").is_some_and(|v| v == "true");
@@ -58,7 +63,7 @@ where
             }
             (["responses", id], &Method::DELETE) => responses::delete(&*shared, &owner, id).await,
             (["responses", id, "cancel"], &Method::POST) => responses::cancel(&*shared, &owner, id).await,
-            (["chat", "completions"] | ["models"] | ["models", _] | ["responses"] | ["responses", _] | ["responses", _, "cancel"], m) => {
+            (["chat", "completions"] | ["models"] | ["models", _] | ["models", _, _] | ["responses"] | ["responses", _] | ["responses", _, "cancel"], m) => {
                 Err(api::method_not_allowed(m))
             }
             _ => Err(ApiError::NotFound("route")),

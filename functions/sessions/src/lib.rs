@@ -33,7 +33,7 @@ pub async fn handle<S: Store, M>(app: &App<S, M>, req: Request) -> Result<Respon
                     }
                     Method::PATCH => {
                         let patch = api::json_body(&req)?;
-                        let session = sessions::update(&app.store, &owner, id, patch).await?;
+                        let session = sessions::update(&app.store, &app.config, &owner, id, patch).await?;
                         api::json(StatusCode::OK, &SessionView::from(&session))
                     }
                     Method::DELETE => {

@@ -17,7 +17,7 @@ use lambda_http::http::header::HeaderValue;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Request, Response};
 use lambda_runtime::streaming::Body;
-use llmchat::chat::{self, Begun, Followed, Pending, Position};
+use llmchat::chat::{self, Begun, Delta, Followed, Pending, Position};
 use llmchat::domain::Timestamp;
 use llmchat::http::invocation::Generations;
 use llmchat::http::sse::{self, MessageCreated, ReplyDelta, StreamError, StreamEvent};
@@ -108,9 +108,17 @@ async fn produce<S: Store, M: ChatModel>(
     let deltas = events.clone();
     let mut end = 0;
     let generated = chat::generate(&app.store, &app.llm, &app.config, pending, move |delta| {
-        end += delta.len();
         // The reader may be gone; the reply is generated and stored all the same.
-        let _ = deltas.send(StreamEvent::Delta(ReplyDelta { reply_id, delta: delta.to_owned(), end }));
+        let _ = deltas.send(match delta {
+            Delta::Thinking(text) => {
+                end += text.len();
+                StreamEvent::Thinking(ReplyDelta { reply_id, delta: text.to_owned(), end })
+            }
+            Delta::Content(text) => {
+                end += text.len();
+                StreamEvent::Delta(ReplyDelta { reply_id, delta: text.to_owned(), end })
+            }
+        });
     })
     .await;
     let last = match generated.problem() {
@@ -154,6 +162,7 @@ async fn resume<S: Store + 'static, M: ChatModel>(
         async move {
             let followed = chat::follow(&app.store, &reply, after, |seen| {
                 let event = match seen {
+                    Followed::Thinking { text, end } => StreamEvent::Thinking(ReplyDelta { reply_id, delta: text, end }),
                     Followed::Delta { text, end } => StreamEvent::Delta(ReplyDelta { reply_id, delta: text, end }),
                     Followed::Ended(reply) => StreamEvent::ended(MessageView::new(&reply, Timestamp::now())),
                 };

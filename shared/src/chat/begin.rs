@@ -38,17 +38,14 @@ pub async fn begin<S: MessageRepository>(
         Some(overrides) => session.options.overridden_by(overrides),
         None => session.options.clone(),
     };
+    let model = input.turn.model.clone().unwrap_or_else(|| session.model.clone());
+    // The deployment's limits, on what this send would really ask for.
+    config.check_model(&model).map_err(ChatError::NotAllowed)?;
+    config.check_options(&options).map_err(ChatError::NotAllowed)?;
     // Both sent to the model, so the budget below and the model agree: the
     // context it gets, and the longest reply it may write.
     let context_tokens = *options.num_ctx.get_or_insert(config.context_tokens);
-    if context_tokens > config.max_context_tokens {
-        return Err(ChatError::Invalid(format!(
-            "options.num_ctx is at most {} on this deployment",
-            config.max_context_tokens
-        )));
-    }
     let reserve = *options.num_predict.get_or_insert(config.max_reply_tokens);
-    let model = input.turn.model.clone().unwrap_or_else(|| session.model.clone());
     let system_prompt = input.turn.system_prompt.as_deref().or(session.system_prompt.as_deref());
     let fitted = context::fit(
         system_prompt,
@@ -65,6 +62,7 @@ pub async fn begin<S: MessageRepository>(
     let lease = now.plus(config.llm_first_token_timeout + config.llm_idle_timeout + LEASE_GRACE);
     let mut reply = Message::pending_reply(session_id, expected_seq + 2, model.clone(), now, lease);
     reply.context_truncated = fitted.truncated;
+    reply.format = options.format.clone();
     let idempotency = input.client_message_id.as_ref().map(|id| IdempotencyRecord {
         client_message_id: id.clone(),
         fingerprint: fingerprint.clone(),
@@ -82,7 +80,7 @@ pub async fn begin<S: MessageRepository>(
         Err(BeginError::Store(e)) => return Err(e.into()),
     }
     tracing::info!(user_seq = user.seq, reply_seq = reply.seq, truncated = fitted.truncated, "exchange stored");
-    let request = ChatRequest { model, messages: fitted.turns, options, format: input.turn.format.clone() };
+    let request = ChatRequest { model, messages: fitted.turns, options };
     Ok(Begun::New(Pending { user, reply, request }))
 }
 

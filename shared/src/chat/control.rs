@@ -20,8 +20,9 @@ pub const FOLLOW_POLL_INTERVAL: Duration = Duration::from_millis(200);
 pub const CANCEL_WAIT: Duration = Duration::from_secs(3);
 const CANCEL_POLL: Duration = Duration::from_millis(100);
 
-/// Where a reader is in a reply: after `Offset(n)` bytes of its text, or past
-/// its last event. The stream's event ids are positions.
+/// Where a reader is in a reply: after `Offset(n)` bytes of it (its thinking
+/// first, then its content), or past its last event. The stream's event ids
+/// are positions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Position {
     Offset(usize),
@@ -71,17 +72,30 @@ pub fn check_position(reply: &Message, after: Position, now: Timestamp) -> Resul
     let live = reply.is_live(now);
     match after {
         Position::End if live => Err(ChatError::BadPosition("the reply has not ended yet".to_owned())),
-        Position::Offset(n) if !live && (n > reply.content.len() || !reply.content.is_char_boundary(n)) => {
-            Err(ChatError::BadPosition(format!("position {n} is not in this reply")))
-        }
+        Position::Offset(n) if !live => after_position(n, 0, &reply.thinking, &reply.content).map(|_| ()),
         _ => Ok(()),
     }
+}
+
+/// What of a stretch of reply (its thinking, then its text, starting at
+/// position `offset`) comes after position `sent`; an error when `sent` is
+/// past the stretch or inside a character.
+fn after_position<'a>(sent: usize, offset: usize, thinking: &'a str, text: &'a str) -> Result<(&'a str, &'a str), ChatError> {
+    let skip = sent.saturating_sub(offset);
+    let rest = if skip <= thinking.len() {
+        thinking.get(skip..).map(|t| (t, text))
+    } else {
+        text.get(skip - thinking.len()..).map(|t| ("", t))
+    };
+    rest.ok_or_else(|| ChatError::BadPosition(format!("position {sent} is not in this reply")))
 }
 
 /// What a follower sees.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Followed {
-    /// More text, which ends at byte `end` of the reply.
+    /// More thinking, which ends at position `end` of the reply.
+    Thinking { text: String, end: usize },
+    /// More text, which ends at position `end` of the reply.
     Delta { text: String, end: usize },
     /// The reply ended (completed, cancelled, failed or abandoned), as stored.
     Ended(Message),
@@ -109,11 +123,7 @@ pub async fn follow<S: MessageRepository>(
                 _ => stored,
             };
             ended.status = ended.effective_status(now);
-            let text = &ended.content;
-            if sent > text.len() || !text.is_char_boundary(sent) {
-                return Err(ChatError::BadPosition(format!("position {sent} is not in this reply")));
-            }
-            if sent < text.len() && !emit(Followed::Delta { text: text[sent..].to_owned(), end: text.len() }) {
+            if emit_after(&mut emit, sent, 0, &ended.thinking, &ended.content)?.is_none() {
                 return Ok(());
             }
             emit(Followed::Ended(ended));
@@ -121,21 +131,37 @@ pub async fn follow<S: MessageRepository>(
         }
         for part in parts {
             next_part = part.index + 1;
-            let end = part.offset + part.text.len();
-            if end <= sent {
+            if part.offset + part.thinking.len() + part.text.len() <= sent {
                 continue;
             }
-            let from = sent.saturating_sub(part.offset);
-            if !part.text.is_char_boundary(from) {
-                return Err(ChatError::BadPosition(format!("position {sent} is not in this reply")));
+            match emit_after(&mut emit, sent, part.offset, &part.thinking, &part.text)? {
+                Some(end) => sent = end,
+                None => return Ok(()),
             }
-            if !emit(Followed::Delta { text: part.text[from..].to_owned(), end }) {
-                return Ok(());
-            }
-            sent = end;
         }
         tokio::time::sleep(FOLLOW_POLL_INTERVAL).await;
     }
+}
+
+/// Hands `emit` what of a stretch of reply comes after `sent`: `Some(end of
+/// the stretch)`, or `None` when `emit` says the reader is gone.
+fn emit_after(
+    emit: &mut impl FnMut(Followed) -> bool,
+    sent: usize,
+    offset: usize,
+    thinking: &str,
+    text: &str,
+) -> Result<Option<usize>, ChatError> {
+    let (new_thinking, new_text) = after_position(sent, offset, thinking, text)?;
+    let thinking_end = offset + thinking.len();
+    if !new_thinking.is_empty() && !emit(Followed::Thinking { text: new_thinking.to_owned(), end: thinking_end }) {
+        return Ok(None);
+    }
+    let end = thinking_end + text.len();
+    if !new_text.is_empty() && !emit(Followed::Delta { text: new_text.to_owned(), end }) {
+        return Ok(None);
+    }
+    Ok(Some(end))
 }
 
 /// What a cancel found.

@@ -2,7 +2,7 @@
 
 use tokio::time::Instant;
 
-use super::{ChatError, LEASE_GRACE, LEASE_RENEW_INTERVAL, LOG_FLUSH_BYTES, LOG_FLUSH_INTERVAL, Pending};
+use super::{ChatError, Delta, LEASE_GRACE, LEASE_RENEW_INTERVAL, LOG_FLUSH_BYTES, LOG_FLUSH_INTERVAL, Pending};
 use crate::config::Config;
 use crate::domain::limits::MAX_REPLY_BYTES;
 use crate::domain::{Message, MessageStatus, Timestamp};
@@ -51,8 +51,9 @@ enum Stop {
 }
 
 /// The reply's log as this generator writes it: what is appended, what waits.
+/// Positions count the reply's thinking, then its content (see [`Position`](super::Position)).
 struct Log {
-    /// Bytes of the reply's text already appended.
+    /// Bytes of the reply (thinking, then content) already appended.
     flushed: usize,
     next_part: u32,
     /// When the oldest text still waiting arrived.
@@ -60,14 +61,16 @@ struct Log {
     last_write: Instant,
 }
 
-/// Generates and stores the reply. `on_delta` sees each piece of text as it
-/// arrives; whatever it does (a client may be gone), generation goes on.
+/// Generates and stores the reply. `on_delta` sees each piece of thinking and
+/// text as it arrives; whatever it does (a client may be gone), generation
+/// goes on. Thinking that comes after the reply's text has begun is not kept
+/// (models think first; positions count thinking, then text).
 pub async fn generate<S: MessageRepository, M: ChatModel>(
     store: &S,
     llm: &M,
     config: &Config,
     pending: Pending,
-    mut on_delta: impl FnMut(&str),
+    mut on_delta: impl FnMut(Delta<'_>),
 ) -> Generated {
     let Pending { mut reply, request, .. } = pending;
     let mut log = Log { flushed: 0, next_part: 0, waiting_since: None, last_write: Instant::now() };
@@ -86,16 +89,27 @@ pub async fn generate<S: MessageRepository, M: ChatModel>(
                         Some(Err(e)) => break Stop::Failed(e),
                         Some(Ok(ChatEvent::Done(completion))) => break Stop::Finished(completion),
                         Some(Ok(ChatEvent::Progress)) => false,
-                        Some(Ok(ChatEvent::Delta(text))) => {
-                            reply.content.push_str(&text);
-                            on_delta(&text);
+                        Some(Ok(ChatEvent::Thinking(_))) if !reply.content.is_empty() => false,
+                        Some(Ok(event @ (ChatEvent::Thinking(_) | ChatEvent::Delta(_)))) => {
+                            match &event {
+                                ChatEvent::Thinking(text) => {
+                                    reply.thinking.push_str(text);
+                                    on_delta(Delta::Thinking(text));
+                                }
+                                ChatEvent::Delta(text) => {
+                                    reply.content.push_str(text);
+                                    on_delta(Delta::Content(text));
+                                }
+                                _ => {}
+                            }
                             log.waiting_since.get_or_insert_with(Instant::now);
-                            if reply.content.len() >= MAX_REPLY_BYTES {
+                            let length = reply_len(&reply);
+                            if length >= MAX_REPLY_BYTES {
                                 // A reply that would not fit in its item: end it here, as a length stop.
-                                tracing::warn!(bytes = reply.content.len(), "reply reached the size limit");
+                                tracing::warn!(bytes = length, "reply reached the size limit");
                                 break Stop::Finished(Completion { done_reason: Some("length".to_owned()), ..Completion::default() });
                             }
-                            reply.content.len() - log.flushed >= LOG_FLUSH_BYTES
+                            length - log.flushed >= LOG_FLUSH_BYTES
                         }
                     },
                     _ = tokio::time::sleep_until(due) => true,
@@ -116,15 +130,17 @@ pub async fn generate<S: MessageRepository, M: ChatModel>(
 /// generator must stop: a cancel was asked for, or the reply is not its own.
 async fn append<S: MessageRepository>(store: &S, config: &Config, reply: &mut Message, log: &mut Log) -> Option<Stop> {
     reply.lease_until = Some(Timestamp::now().plus(config.llm_idle_timeout + LEASE_GRACE));
-    let part = (reply.content.len() > log.flushed).then(|| LogPart {
+    let thinking = reply.thinking.len();
+    let part = (reply_len(reply) > log.flushed).then(|| LogPart {
         index: log.next_part,
         offset: log.flushed,
-        text: reply.content[log.flushed..].to_owned(),
+        thinking: reply.thinking.get(log.flushed..).unwrap_or_default().to_owned(),
+        text: reply.content[log.flushed.saturating_sub(thinking)..].to_owned(),
     });
     match store.append_reply(reply, part.as_ref()).await {
         Ok(()) => {
             if part.is_some() {
-                log.flushed = reply.content.len();
+                log.flushed = reply_len(reply);
                 log.next_part += 1;
             }
             log.waiting_since = None;
@@ -139,6 +155,11 @@ async fn append<S: MessageRepository>(store: &S, config: &Config, reply: &mut Me
             None
         }
     }
+}
+
+/// Bytes of the reply so far: its thinking, then its content.
+fn reply_len(reply: &Message) -> usize {
+    reply.thinking.len() + reply.content.len()
 }
 
 /// A write was refused: a cancel, or another writer (or none: the session is gone).

@@ -50,6 +50,13 @@ pub const LEASE_RENEW_INTERVAL: Duration = Duration::from_secs(1);
 /// Slack added to a reply's lease beyond the longest wait the writer itself allows.
 pub const LEASE_GRACE: Duration = Duration::from_secs(15);
 
+/// A piece of a reply as it arrives: thinking, or the reply's content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delta<'a> {
+    Thinking(&'a str),
+    Content(&'a str),
+}
+
 /// An exchange stored and ready for the model.
 #[derive(Debug)]
 pub struct Pending {
@@ -82,6 +89,9 @@ pub enum ChatError {
     ReplyInProgress,
     #[error("this client_message_id was already used with a different message")]
     IdempotencyKeyReused,
+    /// The model or an option is beyond what this deployment offers; names the limit.
+    #[error("{0}")]
+    NotAllowed(String),
     /// The new message cannot fit in the model's context even alone.
     #[error("{0}")]
     ContextOverflow(String),

@@ -3,7 +3,7 @@
 //! send, relayed to the model and back.
 
 use super::context::estimate_tokens;
-use super::ChatError;
+use super::{ChatError, Delta};
 use crate::config::Config;
 use crate::domain::limits::{MAX_HISTORY_MESSAGES, MAX_MESSAGE_CHARS, MAX_REPLY_BYTES};
 use crate::domain::{ModelOptions, validate_model_name};
@@ -17,10 +17,11 @@ pub fn stateless_request(
     model: String,
     turns: Vec<ChatTurn>,
     mut options: ModelOptions,
-    format: Option<serde_json::Value>,
 ) -> Result<ChatRequest, ChatError> {
     validate_model_name(&model).map_err(|e| ChatError::Invalid(e.0))?;
     options.validate().map_err(|e| ChatError::Invalid(e.0))?;
+    config.check_model(&model).map_err(ChatError::NotAllowed)?;
+    config.check_options(&options).map_err(ChatError::NotAllowed)?;
     if turns.is_empty() {
         return Err(ChatError::Invalid("at least one message is required".to_owned()));
     }
@@ -31,9 +32,6 @@ pub fn stateless_request(
         return Err(ChatError::Invalid(format!("a message is at most {MAX_MESSAGE_CHARS} characters")));
     }
     let context_tokens = *options.num_ctx.get_or_insert(config.context_tokens);
-    if context_tokens > config.max_context_tokens {
-        return Err(ChatError::Invalid(format!("num_ctx is at most {} on this deployment", config.max_context_tokens)));
-    }
     let reserve = *options.num_predict.get_or_insert(config.max_reply_tokens);
     let needed: u32 = turns.iter().map(|t| estimate_tokens(&t.content)).sum();
     if needed.saturating_add(reserve) > context_tokens {
@@ -41,26 +39,31 @@ pub fn stateless_request(
             "the messages (about {needed} tokens) and the reply ({reserve}) do not fit the context of {context_tokens} tokens"
         )));
     }
-    Ok(ChatRequest { model, messages: turns, options, format })
+    Ok(ChatRequest { model, messages: turns, options })
 }
 
 /// Reads the model's reply from `stream` (opened with
 /// [`ChatModel::chat_stream`], so that a backend refusing the request is
 /// known before anything is answered) into `on_delta`, and returns how it
 /// ended. The reply is cut at [`MAX_REPLY_BYTES`], as a stored one is.
-pub async fn relay(mut stream: impl ReplyStream, mut on_delta: impl FnMut(&str)) -> Result<Completion, LlmError> {
+pub async fn relay(mut stream: impl ReplyStream, mut on_delta: impl FnMut(Delta<'_>)) -> Result<Completion, LlmError> {
     let mut bytes = 0;
     while let Some(event) = stream.next().await {
-        match event? {
-            ChatEvent::Delta(text) => {
-                bytes += text.len();
-                on_delta(&text);
-                if bytes >= MAX_REPLY_BYTES {
-                    return Ok(Completion { done_reason: Some("length".to_owned()), ..Completion::default() });
-                }
+        let text = match event? {
+            ChatEvent::Thinking(text) => {
+                on_delta(Delta::Thinking(&text));
+                text
             }
-            ChatEvent::Progress => {}
+            ChatEvent::Delta(text) => {
+                on_delta(Delta::Content(&text));
+                text
+            }
+            ChatEvent::Progress => continue,
             ChatEvent::Done(completion) => return Ok(completion),
+        };
+        bytes += text.len();
+        if bytes >= MAX_REPLY_BYTES {
+            return Ok(Completion { done_reason: Some("length".to_owned()), ..Completion::default() });
         }
     }
     Err(LlmError::Failed("the stream ended without a result".to_owned()))

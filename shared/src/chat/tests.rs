@@ -58,7 +58,12 @@ async fn the_exchange_is_stored_before_the_model_and_the_reply_after_it() {
 
     let model = ScriptedModel::new(vec![delta("Hel"), delta("lo"), done()]);
     let mut seen = Vec::new();
-    let generated = generate(&app.store, &model, &app.config, pending, |d| seen.push(d.to_owned())).await;
+    let generated = generate(&app.store, &model, &app.config, pending, |d| {
+        if let Delta::Content(d) = d {
+            seen.push(d.to_owned())
+        }
+    })
+    .await;
     assert_eq!(seen, ["Hel", "lo"]);
     assert!(generated.problem().is_none());
 
@@ -387,6 +392,7 @@ async fn a_follower_sees_the_rest_from_any_position() {
                 assert_eq!(end, seen.len(), "positions count the bytes so far");
             }
             Followed::Ended(m) => ended = Some(m),
+            Followed::Thinking { .. } => panic!("this reply has no thinking"),
         }
         true
     })
@@ -409,4 +415,112 @@ async fn a_follower_sees_the_rest_from_any_position() {
     .await
     .unwrap();
     assert_eq!(format!("{}{rest}", &seen[..middle]), seen);
+}
+
+fn thinking(text: &str) -> Step {
+    Step::Event(ChatEvent::Thinking(text.to_owned()))
+}
+
+#[tokio::test]
+async fn thinking_streams_apart_is_stored_apart_and_is_never_sent_back() {
+    let (app, owner, session) = fixture().await;
+    let pending = begin_new(&app, &owner, &session, "2+2?").await;
+    let reply = pending.reply.clone();
+    let script = vec![
+        thinking("Two and "),
+        Step::Pause(Duration::from_millis(300)),
+        thinking("two…"),
+        Step::Pause(Duration::from_millis(300)),
+        delta("It is "),
+        Step::Pause(Duration::from_millis(300)),
+        // Thinking after the answer has begun is not kept.
+        thinking("late"),
+        delta("4."),
+        done(),
+    ];
+    let model = ScriptedModel::new(script);
+    let mut seen = Vec::new();
+    let generated = generate(&app.store, &model, &app.config, pending, |d| seen.push(format!("{d:?}"))).await;
+    assert_eq!(
+        seen,
+        [r#"Thinking("Two and ")"#, r#"Thinking("two…")"#, r#"Content("It is ")"#, r#"Content("4.")"#]
+    );
+    assert_eq!(generated.reply.thinking, "Two and two…");
+    assert_eq!(generated.reply.content, "It is 4.");
+
+    let stored_reply = &stored(&app, &session).await[1];
+    assert_eq!(stored_reply.thinking, "Two and two…", "stored apart from the content");
+    assert_eq!(stored_reply.content, "It is 4.");
+
+    // A follower from the start, and from inside the thinking, sees thinking then text, positions counting both.
+    let all = format!("{}{}", stored_reply.thinking, stored_reply.content);
+    for from in [0, 4, "Two and two…".len(), "Two and two…".len() + 3] {
+        let mut got = String::new();
+        follow(&app.store, &reply, from, |e| {
+            match e {
+                Followed::Thinking { text, end } | Followed::Delta { text, end } => {
+                    got.push_str(&text);
+                    assert_eq!(end, from + got.len(), "positions count thinking, then text");
+                }
+                Followed::Ended(_) => {}
+            }
+            true
+        })
+        .await
+        .unwrap();
+        assert_eq!(got, all[from..], "from {from}");
+    }
+    // Inside a character of the thinking is no position.
+    let inside = "Two and two".len() + 1;
+    assert!(matches!(check_position(stored_reply, Position::Offset(inside), crate::domain::Timestamp::now()), Err(ChatError::BadPosition(_))));
+
+    // The next turn's history carries the reply's content only.
+    let next = begin_new(&app, &owner, &session, "and 3+3?").await;
+    let model = ScriptedModel::new(vec![delta("6."), done()]);
+    generate(&app.store, &model, &app.config, next, |_| {}).await;
+    let sent = &model.requests()[0].messages;
+    let assistant: Vec<&str> = sent.iter().filter(|t| t.role == Role::Assistant).map(|t| t.content.as_str()).collect();
+    assert_eq!(assistant, ["It is 4."]);
+    assert!(sent.iter().all(|t| !t.content.contains("Two and")), "thinking is never sent back");
+}
+
+#[tokio::test]
+async fn a_live_follower_sees_thinking_from_the_log() {
+    let (app, owner, session) = fixture().await;
+    let pending = begin_new(&app, &owner, &session, "think").await;
+    let reply = pending.reply.clone();
+    let mut script = Vec::new();
+    for i in 0..6 {
+        script.push(thinking(&format!("t{i} ")));
+        script.push(Step::Pause(Duration::from_millis(120)));
+    }
+    for i in 0..6 {
+        script.push(delta(&format!("w{i} ")));
+        script.push(Step::Pause(Duration::from_millis(120)));
+    }
+    script.push(done());
+    let model = ScriptedModel::new(script);
+    let generator = {
+        let (store, config) = (app.store.clone(), app.config.clone());
+        tokio::spawn(async move { generate(&store, &model, &config, pending, |_| {}).await })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (mut thought, mut said) = (String::new(), String::new());
+    follow(&app.store, &reply, 0, |e| {
+        match e {
+            Followed::Thinking { text, .. } => {
+                assert!(said.is_empty(), "thinking comes before text");
+                thought.push_str(&text);
+            }
+            Followed::Delta { text, .. } => said.push_str(&text),
+            Followed::Ended(_) => {}
+        }
+        true
+    })
+    .await
+    .unwrap();
+    let generated = generator.await.unwrap();
+    assert_eq!(thought, generated.reply.thinking);
+    assert_eq!(said, generated.reply.content);
+    assert_eq!(thought, "t0 t1 t2 t3 t4 t5 ");
 }

@@ -37,3 +37,7 @@ pub const MAX_HISTORY_MESSAGES: usize = 200;
 /// Longest reply text stored, in bytes: a DynamoDB item holds at most 400 KB.
 /// A reply reaching it ends there, with `done_reason` `length`.
 pub const MAX_REPLY_BYTES: usize = 300 * 1024;
+/// Largest JSON Schema a client may give as `options.format`, in bytes (as compact JSON).
+pub const MAX_FORMAT_BYTES: usize = 16 * 1024;
+/// Longest backend name (the `backend/` prefix of a model), in characters.
+pub const MAX_BACKEND_NAME_CHARS: usize = 32;

@@ -22,8 +22,12 @@ pub enum Role {
 pub struct Usage {
     /// Tokens of the prompt the model evaluated (`prompt_eval_count`).
     pub prompt_tokens: u64,
-    /// Tokens generated (`eval_count`).
+    /// Tokens generated (`eval_count`), thinking included.
     pub completion_tokens: u64,
+    /// Of `completion_tokens`, those spent thinking (as the backend reports
+    /// them, or one per streamed piece of thinking where it reports none).
+    #[serde(default)]
+    pub thinking_tokens: u64,
     /// Whole request, as the backend measured it.
     pub total_duration_ms: u64,
     /// Time spent loading the model.
@@ -56,6 +60,11 @@ pub struct Message {
     pub seq: u64,
     pub role: Role,
     pub content: String,
+    /// A reply's thinking, apart from its content (empty when the model did
+    /// not think); never sent back to the model.
+    pub thinking: String,
+    /// The structured-output format the reply was asked for, if any.
+    pub format: Option<serde_json::Value>,
     pub status: MessageStatus,
     pub created_at: Timestamp,
     pub completed_at: Option<Timestamp>,
@@ -83,6 +92,8 @@ impl Message {
             seq,
             role: Role::User,
             content,
+            thinking: String::new(),
+            format: None,
             status: MessageStatus::Complete,
             created_at: now,
             completed_at: Some(now),
@@ -146,13 +157,11 @@ pub struct SendMessage {
     pub turn: TurnOverrides,
 }
 
-/// This turn's model, instructions and output format, over the session's.
+/// This turn's model and instructions, over the session's.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TurnOverrides {
     pub model: Option<String>,
     pub system_prompt: Option<String>,
-    /// Structured output: `"json"` or a JSON Schema.
-    pub format: Option<serde_json::Value>,
 }
 
 impl SendMessage {

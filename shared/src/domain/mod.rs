@@ -20,7 +20,7 @@ mod time;
 pub use error_code::ErrorCode;
 pub use ids::*;
 pub use message::*;
-pub use options::ModelOptions;
+pub use options::{ModelOptions, Think, ThinkEffort, validate_format};
 pub use session::*;
 pub use time::Timestamp;
 

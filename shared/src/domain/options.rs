@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::limits::{MAX_STOP_SEQUENCE_CHARS, MAX_STOP_SEQUENCES};
+use super::limits::{MAX_FORMAT_BYTES, MAX_STOP_SEQUENCE_CHARS, MAX_STOP_SEQUENCES};
 use super::{Invalid, invalid};
 
 /// Sampling options passed to the model. Unknown fields are rejected so a
@@ -42,6 +42,42 @@ pub struct ModelOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(max_items = 8)]
     pub stop: Option<Vec<String>>,
+    /// Reasoning: `true` / `false`, or an effort `low` / `medium` / `high`,
+    /// where the model and backend support it. The thinking streams as
+    /// `reply.thinking.delta` and is stored apart from the reply's content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub think: Option<Think>,
+    /// Structured output: `"json"`, or a JSON Schema (an object) the reply must follow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>, example = json!("json"))]
+    pub format: Option<serde_json::Value>,
+}
+
+/// Whether, and how hard, the model thinks before it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum Think {
+    /// On or off (the backend's own effort when on).
+    Switch(bool),
+    Effort(ThinkEffort),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ThinkEffort {
+    Low,
+    Medium,
+    High,
+}
+
+impl ThinkEffort {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ThinkEffort::Low => "low",
+            ThinkEffort::Medium => "medium",
+            ThinkEffort::High => "high",
+        }
+    }
 }
 
 impl ModelOptions {
@@ -56,6 +92,8 @@ impl ModelOptions {
             seed: over.seed.or(self.seed),
             repeat_penalty: over.repeat_penalty.or(self.repeat_penalty),
             stop: over.stop.clone().or_else(|| self.stop.clone()),
+            think: over.think.or(self.think),
+            format: over.format.clone().or_else(|| self.format.clone()),
         }
     }
 
@@ -80,7 +118,25 @@ impl ModelOptions {
                 return Err(invalid(format!("each options.stop entry is 1-{MAX_STOP_SEQUENCE_CHARS} characters")));
             }
         }
+        if let Some(format) = &self.format {
+            validate_format(format)?;
+        }
         Ok(())
+    }
+}
+
+/// A structured-output format: the string `"json"`, or a JSON Schema object
+/// of at most [`MAX_FORMAT_BYTES`].
+pub fn validate_format(format: &serde_json::Value) -> Result<(), Invalid> {
+    let ok = match format {
+        serde_json::Value::String(s) => s == "json",
+        serde_json::Value::Object(_) => serde_json::to_vec(format).map_or(0, |v| v.len()) <= MAX_FORMAT_BYTES,
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!("options.format is \"json\" or a JSON Schema object of at most {MAX_FORMAT_BYTES} bytes")))
     }
 }
 

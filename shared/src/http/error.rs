@@ -42,6 +42,10 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("{0}")]
     ContextOverflow(String),
+    /// The request asks for more than this deployment offers (its allow-list
+    /// and limits); the detail names the limit.
+    #[error("{0}")]
+    NotAllowed(String),
     #[error("{}", llm_detail(.0))]
     Llm(#[source] LlmError),
     #[error("storage is unavailable, try again shortly")]
@@ -60,7 +64,9 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(..) => StatusCode::CONFLICT,
-            ApiError::IdempotencyKeyReused | ApiError::ContextOverflow(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::IdempotencyKeyReused | ApiError::ContextOverflow(_) | ApiError::NotAllowed(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::Llm(e) => llm_status(e),
             ApiError::StorageUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -77,9 +83,18 @@ impl ApiError {
             ApiError::Conflict(code, _) => *code,
             ApiError::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
             ApiError::ContextOverflow(_) => ErrorCode::ContextOverflow,
+            ApiError::NotAllowed(_) => ErrorCode::NotAllowed,
             ApiError::Llm(e) => e.code(),
             ApiError::StorageUnavailable(_) => ErrorCode::StorageUnavailable,
             ApiError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// Seconds a client should wait before trying again (`Retry-After`), when known.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::Llm(LlmError::Busy { retry_after, .. }) => Some(retry_after.unwrap_or(DEFAULT_BUSY_RETRY_AFTER_SECS)),
+            _ => None,
         }
     }
 
@@ -98,9 +113,12 @@ impl ApiError {
     }
 }
 
+/// `Retry-After` sent with `llm_busy` when the backend named no wait of its own.
+pub const DEFAULT_BUSY_RETRY_AFTER_SECS: u64 = 5;
+
 fn llm_status(err: &LlmError) -> StatusCode {
     match err {
-        LlmError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        LlmError::Unavailable(_) | LlmError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
         LlmError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         LlmError::ModelNotFound(_) => StatusCode::UNPROCESSABLE_ENTITY,
         LlmError::Failed(_) => StatusCode::BAD_GATEWAY,
@@ -114,6 +132,7 @@ fn llm_detail(err: &LlmError) -> String {
         LlmError::Timeout(_) => "the LLM backend took too long; the reply so far was saved".to_owned(),
         LlmError::ModelNotFound(model) => format!("model `{model}` is not available on the LLM backend"),
         LlmError::Failed(_) => "the LLM backend failed while replying; the reply so far was saved".to_owned(),
+        LlmError::Busy { .. } => "the LLM backend is busy; your message was saved, try again after Retry-After seconds".to_owned(),
     }
 }
 
@@ -128,6 +147,7 @@ impl From<SessionError> for ApiError {
     fn from(err: SessionError) -> Self {
         match err {
             SessionError::Invalid(detail) => ApiError::Unprocessable(detail),
+            SessionError::NotAllowed(detail) => ApiError::NotAllowed(detail),
             SessionError::BadCursor(detail) => ApiError::BadRequest(detail),
             SessionError::NotFound => ApiError::NotFound("session"),
             SessionError::Busy => ApiError::Conflict(ErrorCode::SessionBusy, err.to_string()),
@@ -144,6 +164,7 @@ impl From<ChatError> for ApiError {
             ChatError::ReplyInProgress => ApiError::Conflict(ErrorCode::ReplyInProgress, err.to_string()),
             ChatError::IdempotencyKeyReused => ApiError::IdempotencyKeyReused,
             ChatError::ContextOverflow(detail) => ApiError::ContextOverflow(detail),
+            ChatError::NotAllowed(detail) => ApiError::NotAllowed(detail),
             ChatError::BadPosition(detail) => ApiError::BadRequest(detail),
             ChatError::Superseded => ApiError::Conflict(ErrorCode::ReplySuperseded, err.to_string()),
             ChatError::Llm(e) => ApiError::Llm(e),

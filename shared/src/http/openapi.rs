@@ -32,7 +32,7 @@ as Server-Sent Events. Every error is `application/problem+json`. Authorize with
     paths(
         create_session, list_sessions, get_session, update_session, delete_session,
         send_message, stream_reply, resume_reply, cancel_reply, list_messages, list_models, health, openapi_json, openapi_3_2_json, docs,
-        v1_chat_completions, v1_models, v1_model, v1_create_response, v1_get_response, v1_delete_response, v1_cancel_response
+        v1_chat_completions, v1_models, v1_model, v1_backend_model, v1_create_response, v1_get_response, v1_delete_response, v1_cancel_response
     ),
     components(schemas(
         SessionView, CreateSession, UpdateSession, ModelOptions, SessionPage, MessagePage, ModelPage,
@@ -194,13 +194,15 @@ impl Modify for StreamEvents {
         let item = || {
             OneOfBuilder::new()
                 .description(Some(
-                    "One Server-Sent Event. A send's stream is `message.created`, then `reply.delta` events, then \
-exactly one `reply.completed`, `reply.cancelled` or `error`; a resumed stream is the same from its position on. \
-Each event's `id` is a position to resume from: `0`, a byte offset of the reply's text, or `end`. A comment line \
-`: keep-alive` arrives after any 10 s without an event.",
+                    "One Server-Sent Event. A send's stream is `message.created`, then `reply.thinking.delta` events \
+(when the model thinks), then `reply.delta` events, then exactly one `reply.completed`, `reply.cancelled` or `error`; a \
+resumed stream is the same from its position on. Each event's `id` is a position to resume from: `0`, a byte offset \
+into the reply (its thinking, then its text), or `end`. A comment line `: keep-alive` arrives after any 10 s without \
+an event.",
                 ))
                 .item(event(sse::MESSAGE_CREATED, "MessageCreated", "The user message is stored; the reply will have `reply_id`."))
-                .item(event(sse::REPLY_DELTA, "ReplyDelta", "The next piece of the reply's text; `id` is the byte offset where it ends."))
+                .item(event(sse::REPLY_THINKING_DELTA, "ReplyDelta", "The next piece of the model's thinking; `id` is the position where it ends."))
+                .item(event(sse::REPLY_DELTA, "ReplyDelta", "The next piece of the reply's text; `id` is the position where it ends."))
                 .item(event(sse::REPLY_COMPLETED, "ReplyCompleted", "The reply, as stored. Last event."))
                 .item(event(sse::REPLY_CANCELLED, "ReplyCancelled", "A cancel stopped the reply; the text so far is stored. Last event."))
                 .item(event(sse::ERROR, "StreamError", "The reply failed; `partial_saved` says whether text was stored. Last event."))
@@ -321,9 +323,9 @@ fn health() {}
         (status = 404, description = "No such session for this caller", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A reply is being generated in this session (`reply_in_progress`)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid message, `idempotency_key_reused`, `context_overflow` or `model_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid message, `idempotency_key_reused`, `context_overflow`, `model_not_found`, or beyond this deployment's allow-list and limits (`not_allowed`, naming the limit)", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The model failed mid-reply (`llm_error`); the text so far is stored", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Ollama unreachable (`llm_unavailable`, the message is stored) or storage unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Ollama unreachable (`llm_unavailable`) or busy (`llm_busy`, with `Retry-After`): the message is stored; or storage unavailable", body = Problem, content_type = "application/problem+json"),
         (status = 504, description = "The model took too long (`llm_timeout`); the text so far is stored", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -341,7 +343,7 @@ fn send_message() {}
         (status = 404, description = "No such session for this caller", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A reply is being generated in this session (`reply_in_progress`)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid message, `idempotency_key_reused` or `context_overflow`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid message, `idempotency_key_reused`, `context_overflow`, or beyond this deployment's allow-list and limits (`not_allowed`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Storage unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -466,7 +468,7 @@ fn v1_models() {}
 
 #[utoipa::path(
     get, path = "/v1/models/{model}", tag = "openai",
-    params(("model" = String, Path, max_length = 128, description = "A model name, e.g. `gemma3:270m`")),
+    params(("model" = String, Path, max_length = 128, description = "A model of the default backend, e.g. `gemma3:270m`")),
     responses(
         (status = 200, description = "`{id, object: \"model\", created, owned_by}`", body = JsonObject),
         (status = 401, description = "Missing or bad API key", body = OpenAiError),
@@ -475,6 +477,21 @@ fn v1_models() {}
 )]
 #[allow(dead_code)]
 fn v1_model() {}
+
+#[utoipa::path(
+    get, path = "/v1/models/{backend}/{model}", tag = "openai",
+    params(
+        ("backend" = String, Path, max_length = 32, description = "A backend's name, e.g. `ollama`"),
+        ("model" = String, Path, max_length = 128, description = "The backend's model, e.g. `gemma3:270m`"),
+    ),
+    responses(
+        (status = 200, description = "`{id, object: \"model\", created, owned_by}`; `id` is `backend/model`", body = JsonObject),
+        (status = 401, description = "Missing or bad API key", body = OpenAiError),
+        (status = 404, description = "No such model (`model_not_found`)", body = OpenAiError),
+    )
+)]
+#[allow(dead_code)]
+fn v1_backend_model() {}
 
 #[utoipa::path(
     post, path = "/v1/responses", tag = "openai",
@@ -543,7 +560,11 @@ mod tests {
             let ok = &doc["paths"][path][method]["responses"]["200"];
             let events = ok["content"]["text/event-stream"]["itemSchema"]["oneOf"].as_array().expect("itemSchema.oneOf");
             let names: Vec<&str> = events.iter().map(|e| e["properties"]["event"]["enum"][0].as_str().unwrap()).collect();
-            assert_eq!(names, ["message.created", "reply.delta", "reply.completed", "reply.cancelled", "error"], "{path}");
+            assert_eq!(
+                names,
+                ["message.created", "reply.thinking.delta", "reply.delta", "reply.completed", "reply.cancelled", "error"],
+                "{path}"
+            );
             for e in events {
                 let target = e["properties"]["data"]["contentSchema"]["$ref"].as_str().unwrap();
                 let name = target.rsplit('/').next().unwrap();

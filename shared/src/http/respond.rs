@@ -32,6 +32,14 @@ pub fn problem<B: From<String>>(err: &ApiError, request_id: &str) -> Response<B>
     if let ApiError::Unauthorized = err {
         response.headers_mut().insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
+    with_retry_after(response, err)
+}
+
+/// The error's `Retry-After`, if it has one.
+pub fn with_retry_after<B>(mut response: Response<B>, err: &ApiError) -> Response<B> {
+    if let Some(secs) = err.retry_after() {
+        response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+    }
     response
 }
 

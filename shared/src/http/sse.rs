@@ -2,8 +2,9 @@
 //! docs/ARCHITECTURE.md: `message.created`, `reply.delta`..., then exactly one
 //! `reply.completed`, `reply.cancelled` or `error`. Every event's `id:` is a
 //! position in its reply that a reader can resume from: `0` for
-//! `message.created`, the byte offset where its text ends for `reply.delta`,
-//! and `end` for the last event. A `: keep-alive` comment fills any silence.
+//! `message.created`, the byte offset where its text ends for `reply.delta`
+//! and `reply.thinking.delta` (positions count a reply's thinking, then its
+//! text), and `end` for the last event. A `: keep-alive` comment fills any silence.
 
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ pub const EVENT_STREAM: &str = "text/event-stream";
 /// Event names, as the stream writes them and the API document lists them.
 pub const MESSAGE_CREATED: &str = "message.created";
 pub const REPLY_DELTA: &str = "reply.delta";
+pub const REPLY_THINKING_DELTA: &str = "reply.thinking.delta";
 pub const REPLY_COMPLETED: &str = "reply.completed";
 pub const REPLY_CANCELLED: &str = "reply.cancelled";
 pub const ERROR: &str = "error";
@@ -47,12 +49,14 @@ pub struct MessageCreated {
     pub reply_id: Uuid,
 }
 
-/// Data of `reply.delta`: the next piece of the reply's text.
+/// Data of `reply.delta` (the next piece of the reply's text) and of
+/// `reply.thinking.delta` (the next piece of its thinking).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ReplyDelta {
     pub reply_id: Uuid,
     pub delta: String,
-    /// The byte offset of the reply's text where this delta ends: the event's id.
+    /// The position in the reply (its thinking, then its text, in bytes)
+    /// where this delta ends: the event's id.
     #[serde(skip)]
     pub end: usize,
 }
@@ -80,6 +84,7 @@ pub struct StreamError {
 #[derive(Debug, Clone)]
 pub enum StreamEvent {
     MessageCreated(MessageCreated),
+    Thinking(ReplyDelta),
     Delta(ReplyDelta),
     Completed(ReplyCompleted),
     Cancelled(ReplyCancelled),
@@ -99,6 +104,7 @@ impl StreamEvent {
     pub fn name(&self) -> &'static str {
         match self {
             StreamEvent::MessageCreated(_) => MESSAGE_CREATED,
+            StreamEvent::Thinking(_) => REPLY_THINKING_DELTA,
             StreamEvent::Delta(_) => REPLY_DELTA,
             StreamEvent::Completed(_) => REPLY_COMPLETED,
             StreamEvent::Cancelled(_) => REPLY_CANCELLED,
@@ -110,7 +116,7 @@ impl StreamEvent {
     pub fn position(&self) -> Position {
         match self {
             StreamEvent::MessageCreated(_) => Position::Offset(0),
-            StreamEvent::Delta(d) => Position::Offset(d.end),
+            StreamEvent::Thinking(d) | StreamEvent::Delta(d) => Position::Offset(d.end),
             StreamEvent::Completed(_) | StreamEvent::Cancelled(_) | StreamEvent::Error(_) => Position::End,
         }
     }
@@ -118,7 +124,7 @@ impl StreamEvent {
     fn data(&self) -> String {
         let json = match self {
             StreamEvent::MessageCreated(d) => serde_json::to_string(d),
-            StreamEvent::Delta(d) => serde_json::to_string(d),
+            StreamEvent::Thinking(d) | StreamEvent::Delta(d) => serde_json::to_string(d),
             StreamEvent::Completed(d) => serde_json::to_string(d),
             StreamEvent::Cancelled(d) => serde_json::to_string(d),
             StreamEvent::Error(d) => serde_json::to_string(d),

@@ -62,6 +62,12 @@ pub struct MessageView {
     pub seq: u64,
     pub role: Role,
     pub content: String,
+    /// Replies: what the model thought before it answered (never sent back
+    /// to the model); `null` when it did not think.
+    pub thinking: Option<String>,
+    /// Replies: the structured-output format asked for (`"json"` or a JSON Schema).
+    #[schema(value_type = Option<Object>)]
+    pub format: Option<serde_json::Value>,
     pub status: MessageStatus,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
@@ -89,6 +95,8 @@ impl MessageView {
             seq: m.seq,
             role: m.role,
             content: m.content.clone(),
+            thinking: (!m.thinking.is_empty()).then(|| m.thinking.clone()),
+            format: m.format.clone(),
             status: m.effective_status(now),
             created_at: m.created_at,
             completed_at: m.completed_at,

@@ -10,8 +10,11 @@ use utoipa::ToSchema;
 
 use crate::domain::{ErrorCode, ModelOptions, Role, Usage};
 
+pub mod backends;
 pub mod ndjson;
 pub mod ollama;
+pub mod openai;
+pub mod wire;
 
 
 /// A model backend: streams a chat, lists its models, answers a ping.
@@ -25,8 +28,9 @@ pub trait ChatModel: Send + Sync + 'static {
     /// Models the backend offers; a backend may answer from a short cache.
     fn models(&self) -> impl Future<Output = Result<Vec<ModelInfo>, LlmError>> + Send;
 
-    /// A cheap round trip to the backend, for `/health`.
-    fn ping(&self) -> impl Future<Output = Result<(), LlmError>> + Send;
+    /// A cheap round trip to each backend behind this model, for `/health`:
+    /// its name and whether it answered.
+    fn ping(&self) -> impl Future<Output = Vec<(String, Result<(), LlmError>)>> + Send;
 }
 
 /// A reply being generated: call [`ReplyStream::next`] until it returns `None`.
@@ -43,9 +47,8 @@ pub trait ReplyStream: Send {
 pub struct ChatRequest {
     pub model: String,
     pub messages: Vec<ChatTurn>,
+    /// Sampling options, with the reply's `think` and `format`.
     pub options: ModelOptions,
-    /// Structured output: `"json"`, or a JSON Schema the reply must follow.
-    pub format: Option<serde_json::Value>,
 }
 
 /// One turn as sent to the model.
@@ -66,6 +69,8 @@ pub struct Completion {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChatEvent {
     Delta(String),
+    /// A piece of the model's thinking, apart from its reply.
+    Thinking(String),
     /// The backend is working but produced no text (an empty or thinking-only line).
     Progress,
     Done(Completion),
@@ -74,8 +79,14 @@ pub enum ChatEvent {
 /// A model a backend can serve.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ModelInfo {
-    #[schema(example = "gemma3:270m")]
+    /// The name a session or request uses: `backend/model`; the default
+    /// backend's models also answer to their bare name.
+    #[schema(example = "ollama/gemma3:270m")]
     pub name: String,
+    /// The backend that serves it.
+    #[serde(default)]
+    #[schema(example = "ollama")]
+    pub backend: String,
     /// Size on disk, in bytes.
     #[serde(default)]
     pub size: u64,
@@ -106,6 +117,10 @@ pub enum LlmError {
     Timeout(TimeoutPhase),
     #[error("model `{0}` is not available on the LLM backend")]
     ModelNotFound(String),
+    /// The backend is overloaded or rate-limited (its 429 or 503): try again
+    /// after `retry_after` seconds, when it said.
+    #[error("the LLM backend is busy: {message}")]
+    Busy { message: String, retry_after: Option<u64> },
     /// The backend reported an error, or the stream broke off before it finished.
     #[error("the LLM backend failed: {0}")]
     Failed(String),
@@ -118,6 +133,7 @@ impl LlmError {
             LlmError::Unavailable(_) => ErrorCode::LlmUnavailable,
             LlmError::Timeout(_) => ErrorCode::LlmTimeout,
             LlmError::ModelNotFound(_) => ErrorCode::ModelNotFound,
+            LlmError::Busy { .. } => ErrorCode::LlmBusy,
             LlmError::Failed(_) => ErrorCode::LlmError,
         }
     }

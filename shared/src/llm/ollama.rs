@@ -10,25 +10,20 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::ndjson::LineBuffer;
+use super::wire::{ModelsCache, TimedLines, busy, error_text, request_error, retry_after};
 use super::{ChatEvent, ChatModel, ChatRequest, ChatTurn, Completion, LlmError, ModelInfo, ReplyStream, TimeoutPhase};
-use crate::config::Config;
-use crate::telemetry::error_chain;
-use crate::domain::{ModelOptions, Usage};
-
-/// Longest NDJSON line accepted from the backend; a line never ends otherwise.
-pub const MAX_LINE_BYTES: usize = 1024 * 1024;
-
-/// How long `/models` answers from the last `/api/tags` it read.
-pub const MODELS_CACHE_TTL: Duration = Duration::from_secs(30);
+use crate::config::BackendConfig;
+use crate::domain::{ModelOptions, Think, Usage};
 
 #[derive(Clone, Debug)]
 pub struct OllamaClient {
+    /// The backend's name: the `backend/` prefix of its models.
+    name: String,
     http: reqwest::Client,
     base_url: String,
     first_token_timeout: Duration,
     idle_timeout: Duration,
-    models_cache: std::sync::Arc<std::sync::Mutex<Option<(Instant, Vec<ModelInfo>)>>>,
+    models_cache: ModelsCache,
 }
 
 #[derive(Serialize)]
@@ -36,14 +31,25 @@ struct WireRequest<'a> {
     model: &'a str,
     messages: &'a [ChatTurn],
     stream: bool,
+    /// The sampling options: `think` and `format` go beside them, not in them.
     #[serde(skip_serializing_if = "options_empty")]
-    options: &'a ModelOptions,
+    options: ModelOptions,
     #[serde(skip_serializing_if = "Option::is_none")]
     format: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    think: Option<Value>,
 }
 
-fn options_empty(o: &&ModelOptions) -> bool {
-    **o == ModelOptions::default()
+fn options_empty(o: &ModelOptions) -> bool {
+    *o == ModelOptions::default()
+}
+
+/// Ollama's `think`: a boolean, or an effort for the models that take one.
+fn wire_think(think: Think) -> Value {
+    match think {
+        Think::Switch(on) => Value::Bool(on),
+        Think::Effort(effort) => Value::String(effort.as_str().to_owned()),
+    }
 }
 
 /// One NDJSON line of `/api/chat` (or the whole body when not streaming).
@@ -75,16 +81,21 @@ struct WireChunk {
 struct WireMessage {
     #[serde(default)]
     content: String,
+    #[serde(default)]
+    thinking: String,
 }
 
 impl WireChunk {
-    fn completion(&self) -> Completion {
+    /// How the reply ended; Ollama reports no thinking count, so the stream's
+    /// own count of thinking pieces (one token each) is given.
+    fn completion(&self, thinking_tokens: u64) -> Completion {
         let ms = |ns: u64| ns / 1_000_000;
         Completion {
             done_reason: self.done_reason.clone(),
             usage: Usage {
                 prompt_tokens: self.prompt_eval_count,
                 completion_tokens: self.eval_count,
+                thinking_tokens: thinking_tokens.min(self.eval_count),
                 total_duration_ms: ms(self.total_duration),
                 load_duration_ms: ms(self.load_duration),
                 prompt_eval_duration_ms: ms(self.prompt_eval_duration),
@@ -95,22 +106,18 @@ impl WireChunk {
 }
 
 impl OllamaClient {
-    pub fn from_config(config: &Config) -> Self {
-        Self::new(
-            &config.ollama_url,
-            config.llm_connect_timeout,
-            config.llm_first_token_timeout,
-            config.llm_idle_timeout,
-        )
+    pub fn from_backend(backend: &BackendConfig) -> Self {
+        Self::new(&backend.name, &backend.url, backend.connect_timeout, backend.first_token_timeout, backend.idle_timeout)
     }
 
-    pub fn new(base_url: &str, connect: Duration, first_token: Duration, idle: Duration) -> Self {
+    pub fn new(name: &str, base_url: &str, connect: Duration, first_token: Duration, idle: Duration) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(connect)
             .tcp_nodelay(true)
             .build()
             .unwrap_or_default();
         OllamaClient {
+            name: name.to_owned(),
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
             first_token_timeout: first_token,
@@ -123,44 +130,8 @@ impl OllamaClient {
     async fn open_stream(&self, request: &ChatRequest) -> Result<ChatStream, LlmError> {
         let started = Instant::now();
         let response = self.post_chat(request, true).await?;
-        Ok(ChatStream {
-            response,
-            lines: LineBuffer::new(),
-            first_token_deadline: started + self.first_token_timeout,
-            idle_timeout: self.idle_timeout,
-            last_chunk_at: started,
-            seen_any: false,
-            finished: false,
-        })
-    }
-
-    /// A whole reply in one response (`"stream": false`).
-    pub async fn chat(&self, request: &ChatRequest) -> Result<(String, Completion), LlmError> {
-        let response = self.post_chat(request, false).await?;
-        let body = tokio::time::timeout(self.first_token_timeout, response.bytes())
-            .await
-            .map_err(|_| LlmError::Timeout(TimeoutPhase::FirstToken))?
-            .map_err(|e| LlmError::Failed(format!("reading the reply: {}", error_text(&e))))?;
-        let chunk: WireChunk =
-            serde_json::from_slice(&body).map_err(|e| LlmError::Failed(format!("malformed reply: {e}")))?;
-        if let Some(error) = chunk.error {
-            return Err(classify_error(&request.model, &error));
-        }
-        let content = chunk.message.as_ref().map(|m| m.content.clone()).unwrap_or_default();
-        Ok((content, chunk.completion()))
-    }
-
-    /// Models the backend offers, read at most once per [`MODELS_CACHE_TTL`].
-    async fn models_cached(&self) -> Result<Vec<ModelInfo>, LlmError> {
-        let cached = |cache: &Option<(Instant, Vec<ModelInfo>)>| {
-            cache.as_ref().filter(|(at, _)| at.elapsed() < MODELS_CACHE_TTL).map(|(_, m)| m.clone())
-        };
-        if let Some(models) = cached(&self.models_cache.lock().unwrap_or_else(|p| p.into_inner())) {
-            return Ok(models);
-        }
-        let models = self.read_models().await?;
-        *self.models_cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), models.clone()));
-        Ok(models)
+        let lines = TimedLines::new(response, started, self.first_token_timeout, self.idle_timeout);
+        Ok(ChatStream { lines, finished: false, thinking_pieces: 0 })
     }
 
     /// Models the backend offers, read now.
@@ -199,7 +170,8 @@ impl OllamaClient {
                 family: detail(&t.details, "family"),
                 parameter_size: detail(&t.details, "parameter_size"),
                 quantization_level: detail(&t.details, "quantization_level"),
-                name: t.name,
+                name: format!("{}/{}", self.name, t.name),
+                backend: self.name.clone(),
                 size: t.size,
                 modified_at: t.modified_at,
             })
@@ -207,12 +179,14 @@ impl OllamaClient {
     }
 
     async fn post_chat(&self, request: &ChatRequest, stream: bool) -> Result<reqwest::Response, LlmError> {
+        let options = ModelOptions { think: None, format: None, ..request.options.clone() };
         let wire = WireRequest {
             model: &request.model,
             messages: &request.messages,
             stream,
-            options: &request.options,
-            format: request.format.as_ref(),
+            options,
+            format: request.options.format.as_ref(),
+            think: request.options.think.map(wire_think),
         };
         let send = self.http.post(format!("{}/api/chat", self.base_url)).json(&wire).send();
         // Ollama answers once the model is loaded, so the status line falls under the first-token wait.
@@ -224,6 +198,7 @@ impl OllamaClient {
         if status.is_success() {
             return Ok(response);
         }
+        let retry_after = retry_after(response.headers());
         let text = tokio::time::timeout(self.idle_timeout, response.text()).await.ok().and_then(Result::ok).unwrap_or_default();
         let message = serde_json::from_str::<Value>(&text)
             .ok()
@@ -231,6 +206,9 @@ impl OllamaClient {
             .unwrap_or_else(|| format!("status {status}"));
         if status == reqwest::StatusCode::NOT_FOUND {
             return Err(LlmError::ModelNotFound(request.model.clone()));
+        }
+        if let Some(busy) = busy(status, &message, retry_after) {
+            return Err(busy);
         }
         if status.is_server_error() {
             return Err(LlmError::Unavailable(message));
@@ -241,14 +219,10 @@ impl OllamaClient {
 
 /// A reply Ollama is generating.
 pub struct ChatStream {
-    response: reqwest::Response,
-    lines: LineBuffer,
-    first_token_deadline: Instant,
-    idle_timeout: Duration,
-    /// When the last bytes arrived: the silence between tokens counts from here.
-    last_chunk_at: Instant,
-    seen_any: bool,
+    lines: TimedLines,
     finished: bool,
+    /// Pieces of thinking seen: Ollama streams about one token per piece.
+    thinking_pieces: u64,
 }
 
 impl ChatModel for OllamaClient {
@@ -259,11 +233,11 @@ impl ChatModel for OllamaClient {
     }
 
     async fn models(&self) -> Result<Vec<ModelInfo>, LlmError> {
-        self.models_cached().await
+        self.models_cache.get_or_read(self.read_models()).await
     }
 
-    async fn ping(&self) -> Result<(), LlmError> {
-        self.read_models().await.map(|_| ())
+    async fn ping(&self) -> Vec<(String, Result<(), LlmError>)> {
+        vec![(self.name.clone(), self.read_models().await.map(|_| ()))]
     }
 }
 
@@ -272,72 +246,36 @@ impl ReplyStream for ChatStream {
         if self.finished {
             return None;
         }
-        loop {
-            if let Some(line) = self.lines.next_line() {
-                match self.parse(&line) {
-                    Ok(Some(event)) => return Some(Ok(event)),
-                    Ok(None) => continue,
-                    Err(e) => return Some(Err(self.fail(e))),
-                }
-            }
-            // Deadlines, not fresh waits: a caller may drop this future (to do
-            // something else) and call again without restarting the clock.
-            let wait = if self.seen_any {
-                (self.last_chunk_at + self.idle_timeout).saturating_duration_since(Instant::now())
-            } else {
-                self.first_token_deadline.saturating_duration_since(Instant::now())
-            };
-            let phase = if self.seen_any { TimeoutPhase::BetweenTokens } else { TimeoutPhase::FirstToken };
-            match tokio::time::timeout(wait, self.response.chunk()).await {
-                Err(_) => return Some(Err(self.fail(LlmError::Timeout(phase)))),
-                Ok(Err(e)) => {
-                    return Some(Err(self.fail(LlmError::Failed(format!("connection lost: {}", error_text(&e))))));
-                }
-                Ok(Ok(Some(bytes))) => {
-                    self.last_chunk_at = Instant::now();
-                    self.lines.push(&bytes);
-                    if self.lines.pending_len() > MAX_LINE_BYTES {
-                        let err = LlmError::Failed(format!("a stream line is longer than {MAX_LINE_BYTES} bytes"));
-                        return Some(Err(self.fail(err)));
-                    }
-                }
-                Ok(Ok(None)) => {
-                    if let Some(line) = self.lines.finish() {
-                        match self.parse(&line) {
-                            Ok(Some(event)) => return Some(Ok(event)),
-                            Ok(None) => {}
-                            Err(e) => return Some(Err(self.fail(e))),
-                        }
-                    }
-                    let cut = LlmError::Failed("the stream ended before the reply was complete".to_owned());
-                    return Some(Err(self.fail(cut)));
-                }
-            }
+        let result = match self.lines.next().await {
+            Ok(Some(line)) => self.parse(&line),
+            Ok(None) => Err(LlmError::Failed("the stream ended before the reply was complete".to_owned())),
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            self.finished = true;
         }
+        Some(result)
     }
-
 }
 
 impl ChatStream {
-    fn fail(&mut self, err: LlmError) -> LlmError {
-        self.finished = true;
-        err
-    }
-
-    fn parse(&mut self, line: &[u8]) -> Result<Option<ChatEvent>, LlmError> {
+    fn parse(&mut self, line: &[u8]) -> Result<ChatEvent, LlmError> {
         let chunk: WireChunk =
             serde_json::from_slice(line).map_err(|e| LlmError::Failed(format!("malformed stream line: {e}")))?;
         if let Some(error) = chunk.error {
             return Err(LlmError::Failed(error));
         }
-        self.seen_any = true;
         if chunk.done {
             self.finished = true;
-            return Ok(Some(ChatEvent::Done(chunk.completion())));
+            return Ok(ChatEvent::Done(chunk.completion(self.thinking_pieces)));
         }
-        match chunk.message.map(|m| m.content) {
-            Some(content) if !content.is_empty() => Ok(Some(ChatEvent::Delta(content))),
-            _ => Ok(Some(ChatEvent::Progress)),
+        match chunk.message {
+            Some(m) if !m.content.is_empty() => Ok(ChatEvent::Delta(m.content)),
+            Some(m) if !m.thinking.is_empty() => {
+                self.thinking_pieces += 1;
+                Ok(ChatEvent::Thinking(m.thinking))
+            }
+            _ => Ok(ChatEvent::Progress),
         }
     }
 }
@@ -350,15 +288,4 @@ fn classify_error(model: &str, message: &str) -> LlmError {
     }
 }
 
-fn request_error(err: reqwest::Error) -> LlmError {
-    if err.is_timeout() {
-        LlmError::Timeout(TimeoutPhase::Connect)
-    } else {
-        LlmError::Unavailable(error_text(&err))
-    }
-}
 
-/// The error and its causes, for the logs (problem bodies never carry it).
-fn error_text(err: &reqwest::Error) -> String {
-    if err.is_connect() { format!("cannot connect: {}", error_chain(err)) } else { error_chain(err) }
-}

@@ -112,7 +112,11 @@ pub struct IdempotencyRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogPart {
     pub index: u32,
+    /// Where the part starts in the reply: its thinking, then its content.
     pub offset: usize,
+    /// Thinking (which comes before any content)…
+    pub thinking: String,
+    /// …then content.
     pub text: String,
 }
 

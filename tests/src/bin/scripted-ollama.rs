@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use llmchat_tests::scripted_llm::{MODEL, Script, ScriptedLlm, Step, reply_steps};
+use llmchat_tests::scripted_llm::{Dialect, MODEL, Script, ScriptedLlm, Step, reply_steps};
 use serde_json::Value;
 
 /// The marker that asks for a slow reply.
@@ -32,7 +32,7 @@ fn script(request: &Value) -> Script {
 #[tokio::main]
 async fn main() {
     let port: u16 = std::env::args().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
-    let llm = ScriptedLlm::start_on(port, script).await;
+    let llm = ScriptedLlm::start_on(port, Dialect::Ollama, script).await;
     println!("{}", llm.url);
     std::future::pending::<()>().await;
 }

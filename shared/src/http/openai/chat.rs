@@ -10,16 +10,16 @@ use uuid::Uuid;
 
 use super::{error_response, invalid, param, params, ranged, required};
 use crate::App;
-use crate::chat::{self, relay};
+use crate::chat::{self, Delta, relay};
 use crate::domain::limits::{MAX_STOP_SEQUENCE_CHARS, MAX_STOP_SEQUENCES};
-use crate::domain::{ModelOptions, Role, Timestamp, Usage};
+use crate::domain::{ModelOptions, Role, Think, ThinkEffort, Timestamp, Usage};
 use crate::http::{ApiError, json as json_response, sse};
 use crate::llm::{ChatModel, ChatTurn, Completion};
 
 /// The request parameters LlmChat understands; any other is a 400 naming it.
 pub const SUPPORTED: &[&str] = &[
     "model", "messages", "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed",
-    "response_format", "stream", "stream_options", "n",
+    "response_format", "stream", "stream_options", "n", "reasoning_effort",
 ];
 
 /// The most tokens a client may ask for (`max_tokens`), as in a session's options.
@@ -46,9 +46,10 @@ where
         num_predict: max_tokens(&map)?,
         seed: param(&map, "seed")?,
         stop: stop(&map)?,
+        think: reasoning_effort(&map)?,
+        format: response_format(&map, "response_format")?,
         ..ModelOptions::default()
     };
-    let format = response_format(&map, "response_format")?;
     let stream: bool = param(&map, "stream")?.unwrap_or(false);
     let include_usage = match param::<Map<String, Value>>(&map, "stream_options")? {
         Some(_) if !stream => return Err(invalid("stream_options", "`stream_options` goes with `stream: true`")),
@@ -56,13 +57,18 @@ where
         None => false,
     };
 
-    let request = chat::stateless_request(&app.config, model.clone(), turns, options, format)?;
+    let request = chat::stateless_request(&app.config, model.clone(), turns, options)?;
     let reply = app.llm.chat_stream(&request).await.map_err(ApiError::Llm)?;
     let head = Head { id: format!("chatcmpl-{}", Uuid::new_v4().simple()), created: Timestamp::now().unix_seconds(), model };
     if !stream {
-        let mut text = String::new();
-        let completion = relay(reply, |d| text.push_str(d)).await.map_err(ApiError::Llm)?;
-        return json_response(StatusCode::OK, &head.completion(&text, &completion));
+        let (mut text, mut thinking) = (String::new(), String::new());
+        let completion = relay(reply, |d| match d {
+            Delta::Content(d) => text.push_str(d),
+            Delta::Thinking(d) => thinking.push_str(d),
+        })
+        .await
+        .map_err(ApiError::Llm)?;
+        return json_response(StatusCode::OK, &head.completion(&text, &thinking, &completion));
     }
     let (chunks, body) = sse::channel::<String>(app.config.sse_keepalive);
     let request_id = request_id.to_owned();
@@ -70,7 +76,11 @@ where
         let send = |v: Value| chunks.send(format!("data: {v}\n\n")).is_ok();
         send(head.chunk(json!({"role": "assistant", "content": ""}), None, include_usage));
         let ended = relay(reply, |d| {
-            send(head.chunk(json!({"content": d}), None, include_usage));
+            let delta = match d {
+                Delta::Content(d) => json!({"content": d}),
+                Delta::Thinking(d) => json!({"reasoning_content": d}),
+            };
+            send(head.chunk(delta, None, include_usage));
         })
         .await;
         match ended {
@@ -98,11 +108,15 @@ struct Head {
 }
 
 impl Head {
-    fn completion(&self, text: &str, completion: &Completion) -> Value {
+    fn completion(&self, text: &str, thinking: &str, completion: &Completion) -> Value {
+        let mut message = json!({"role": "assistant", "content": text, "refusal": null});
+        if !thinking.is_empty() {
+            message["reasoning_content"] = json!(thinking);
+        }
         json!({
             "id": self.id, "object": "chat.completion", "created": self.created, "model": self.model,
             "choices": [{
-                "index": 0, "message": {"role": "assistant", "content": text, "refusal": null},
+                "index": 0, "message": message,
                 "finish_reason": finish_reason(completion), "logprobs": null,
             }],
             "usage": usage(&completion.usage), "system_fingerprint": null,
@@ -130,7 +144,22 @@ impl Head {
 }
 
 fn usage(u: &Usage) -> Value {
-    json!({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "total_tokens": u.prompt_tokens + u.completion_tokens})
+    json!({
+        "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+        "total_tokens": u.prompt_tokens + u.completion_tokens,
+        "completion_tokens_details": {"reasoning_tokens": u.thinking_tokens},
+    })
+}
+
+/// `reasoning_effort` (`low`, `medium`, `high`) as the model's `think`.
+fn reasoning_effort(map: &Map<String, Value>) -> Result<Option<Think>, ApiError> {
+    match param::<String>(map, "reasoning_effort")?.as_deref() {
+        None => Ok(None),
+        Some("low") => Ok(Some(Think::Effort(ThinkEffort::Low))),
+        Some("medium") => Ok(Some(Think::Effort(ThinkEffort::Medium))),
+        Some("high") => Ok(Some(Think::Effort(ThinkEffort::High))),
+        Some(_) => Err(invalid("reasoning_effort", "`reasoning_effort` is `low`, `medium` or `high`")),
+    }
 }
 
 fn finish_reason(c: &Completion) -> &'static str {

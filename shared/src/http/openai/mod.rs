@@ -101,7 +101,7 @@ pub fn error_response<B: From<String>>(err: &ApiError, request_id: &str) -> Resp
         // response may already be stored, and a retry would store it twice.
         response.headers_mut().insert("x-should-retry", HeaderValue::from_static("false"));
     }
-    response
+    crate::http::respond::with_retry_after(response, err)
 }
 
 /// OpenAI's status, `type` and `code` for an error: validation is a 400 (not

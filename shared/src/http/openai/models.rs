@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 
+use crate::config::Config;
 use crate::domain::Timestamp;
 use crate::http::ApiError;
 use crate::llm::{ChatModel, LlmError, ModelInfo};
@@ -21,9 +22,15 @@ pub async fn list<M: ChatModel>(llm: &M) -> Result<Value, ApiError> {
     Ok(json!({"object": "list", "data": models.iter().map(model).collect::<Vec<_>>()}))
 }
 
-pub async fn retrieve<M: ChatModel>(llm: &M, name: &str) -> Result<Value, ApiError> {
+/// The model `name` (`backend/model`, or a bare name of the default backend).
+pub async fn retrieve<M: ChatModel>(llm: &M, config: &Config, name: &str) -> Result<Value, ApiError> {
     let models = llm.models().await.map_err(ApiError::Llm)?;
+    let qualified = config.qualified_model(name);
     // Ollama takes a name without a tag as `:latest`.
-    let latest = format!("{name}:latest");
-    models.iter().find(|m| m.name == name || m.name == latest).map(model).ok_or_else(|| ApiError::Llm(LlmError::ModelNotFound(name.to_owned())))
+    let latest = format!("{qualified}:latest");
+    models
+        .iter()
+        .find(|m| m.name == qualified || m.name == latest)
+        .map(model)
+        .ok_or_else(|| ApiError::Llm(LlmError::ModelNotFound(name.to_owned())))
 }

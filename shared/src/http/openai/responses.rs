@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::chat::{format_of, text_content};
 use super::{invalid, param, params, ranged, required};
 use crate::App;
-use crate::chat::{self, Begun, Cancelled, Followed, Pending};
+use crate::chat::{self, Begun, Cancelled, Delta, Followed, Pending};
 use crate::domain::{CreateSession, Message, MessageStatus, ModelOptions, OwnerId, Role, SendMessage, Timestamp, TurnOverrides};
 use crate::http::invocation::Generations;
 use crate::http::{ApiError, json as json_response, sse};
@@ -227,7 +227,7 @@ where
     };
     let stream: bool = param(&map, "stream")?.unwrap_or(false);
     // An unknown model changes nothing: refused before a session or an exchange is stored.
-    super::models::retrieve(&app.llm, &model).await?;
+    super::models::retrieve(&app.llm, &app.config, &model).await?;
     let session_id = conversation(&app, owner, &map, &echo, &model, &content).await?;
 
     let send = SendMessage {
@@ -237,9 +237,10 @@ where
             temperature: echo.temperature,
             top_p: echo.top_p,
             num_predict: echo.max_output_tokens,
+            format,
             ..ModelOptions::default()
         }),
-        turn: TurnOverrides { model: Some(model), system_prompt: instructions, format },
+        turn: TurnOverrides { model: Some(model), system_prompt: instructions },
     };
     let Begun::New(pending) = chat::begin(&app.store, &app.config, owner, session_id, send).await? else {
         return Err(ApiError::Internal("a send without a client_message_id was taken for a retry".into()));
@@ -345,10 +346,15 @@ async fn produce<S: Store, M: ChatModel>(
         }
     }
     let mut end = 0;
-    let generated = chat::generate(&app.store, &app.llm, &app.config, pending, |text| {
-        end += text.len();
-        if let Some(events) = &events {
-            let _ = events.send(delta_event(&reply, text, end));
+    // Thinking is not part of a response's output; it still moves positions
+    // (and so sequence numbers) on, so that they match the reply's log.
+    let generated = chat::generate(&app.store, &app.llm, &app.config, pending, |delta| match delta {
+        Delta::Thinking(text) => end += text.len(),
+        Delta::Content(text) => {
+            end += text.len();
+            if let Some(events) = &events {
+                let _ = events.send(delta_event(&reply, text, end));
+            }
         }
     })
     .await;
@@ -389,12 +395,13 @@ pub async fn retrieve<S: Store + 'static, M: Send + Sync + 'static>(
         }
         // Text from the byte the reader has, then the end as stored.
         let from = after.saturating_sub(HEAD_EVENTS) as usize;
-        let ended = if !reply.is_live(Timestamp::now()) && from > reply.content.len() {
+        let ended = if !reply.is_live(Timestamp::now()) && from > reply.thinking.len() + reply.content.len() {
             Some(reply.clone())
         } else {
             let mut ended = None;
             let followed = chat::follow(&app.store, &reply, from, |seen| match seen {
                 Followed::Delta { text, end } => events.send(delta_event(&reply, &text, end)).is_ok(),
+                Followed::Thinking { .. } => true,
                 Followed::Ended(m) => {
                     ended = Some(m);
                     true

@@ -21,6 +21,11 @@ struct MessageItem {
     seq: u64,
     role: Role,
     content: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    thinking: String,
+    /// The asked-for format, as JSON text (a schema's numbers kept exactly as given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    format: Option<String>,
     status: MessageStatus,
     created_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,6 +62,8 @@ struct LogItem {
     sk: String,
     part: u32,
     offset: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    thinking: String,
     text: String,
     expires_at: i64,
 }
@@ -70,6 +77,8 @@ impl MessageItem {
             seq: m.seq,
             role: m.role,
             content: m.content.clone(),
+            thinking: m.thinking.clone(),
+            format: m.format.as_ref().map(|f| f.to_string()),
             status: m.status,
             created_at: m.created_at,
             completed_at: m.completed_at,
@@ -93,6 +102,8 @@ impl MessageItem {
             seq: self.seq,
             role: self.role,
             content: self.content,
+            thinking: self.thinking,
+            format: self.format.and_then(|f| serde_json::from_str(&f).ok()),
             status: self.status,
             created_at: self.created_at,
             completed_at: self.completed_at,
@@ -172,7 +183,7 @@ impl DynamoStore {
                 .map_err(sdk_error)?;
             for item in out.items.unwrap_or_default() {
                 let item: LogItem = from_item(item)?;
-                parts.push(LogPart { index: item.part, offset: item.offset as usize, text: item.text });
+                parts.push(LogPart { index: item.part, offset: item.offset as usize, thinking: item.thinking, text: item.text });
             }
             match out.last_evaluated_key {
                 Some(key) => start = Some(key),
@@ -187,6 +198,7 @@ impl DynamoStore {
         if message.status == MessageStatus::Streaming {
             let parts = self.read_log(message.session_id, message.seq, 0).await?;
             if !parts.is_empty() {
+                message.thinking = parts.iter().map(|p| p.thinking.as_str()).collect();
                 message.content = parts.into_iter().map(|p| p.text).collect();
             }
         }
@@ -281,7 +293,7 @@ impl MessageRepository for DynamoStore {
                 .key(PK, s(session_pk(old.session_id)))
                 .key(SK, s(message_sk(old.seq)))
                 .update_expression(
-                    "SET #status = :incomplete, content = :content, completed_at = :now REMOVE lease_until, #gen, cancel_requested",
+                    "SET #status = :incomplete, content = :content, thinking = :thinking, completed_at = :now REMOVE lease_until, #gen, cancel_requested",
                 )
                 .condition_expression("#status = :streaming AND lease_until < :now")
                 .expression_attribute_names("#status", "status")
@@ -289,6 +301,7 @@ impl MessageRepository for DynamoStore {
                 .expression_attribute_values(":incomplete", s("incomplete"))
                 .expression_attribute_values(":streaming", s("streaming"))
                 .expression_attribute_values(":content", s(&old.content))
+                .expression_attribute_values(":thinking", s(&old.thinking))
                 .expression_attribute_values(":now", s(now.to_string()))
                 .build()
                 .map_err(built)?;
@@ -409,6 +422,7 @@ impl MessageRepository for DynamoStore {
                 sk: log_sk(reply.seq, part.index),
                 part: part.index,
                 offset: part.offset as u64,
+                thinking: part.thinking.clone(),
                 text: part.text.clone(),
                 expires_at: Timestamp::now().plus(LOG_PART_TTL).unix_seconds(),
             };
@@ -510,10 +524,11 @@ impl MessageRepository for DynamoStore {
     async fn finish_reply(&self, reply: &Message) -> Result<(), StoreError> {
         // Only while this generation holds the reply: a deleted session's reply
         // is not brought back, and a taken-over one is not written over.
-        let mut set = vec!["content = :content", "#status = :status"];
+        let mut set = vec!["content = :content", "thinking = :thinking", "#status = :status"];
         let mut update = self
             .fenced_update(reply)
             .expression_attribute_values(":content", s(&reply.content))
+            .expression_attribute_values(":thinking", s(&reply.thinking))
             .expression_attribute_values(":status", to_attr(&reply.status)?);
         if let Some(at) = reply.completed_at {
             set.push("completed_at = :completed_at");
