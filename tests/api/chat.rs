@@ -7,8 +7,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use lambda_http::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, id, spawn_app_for_llm, spawn_app_with, unreachable_url};
-use llmchat_tests::scripted_llm::{Script, ScriptedLlm, Step, done_line, reply_steps, token_line};
+use crate::helpers::{TestApp, id, spawn_app_for_llm, spawn_app_on, spawn_app_with, unreachable_url};
+use llmchat_tests::scripted_llm::{Dialect, Script, ScriptedLlm, Step, reply_steps};
 
 async fn send(t: &TestApp, session: &str, body: Value) -> crate::helpers::TestResponse {
     t.send(Method::POST, &format!("/sessions/{session}/messages"), Some(&body.to_string())).await
@@ -67,10 +67,9 @@ async fn later_sends_carry_the_history_in_order() {
     assert_eq!(seqs, [1, 2, 3, 4, 5, 6]);
 }
 
-#[tokio::test]
-async fn the_user_message_is_stored_before_the_model_is_called() {
-    let llm = ScriptedLlm::start(|_| Script { status: 200, steps: reply_steps(&["late"], Duration::from_millis(1500)) }).await;
-    let t = spawn_app_for_llm(&llm.url, &[]).await;
+async fn the_user_message_is_stored_before_the_model_is_called(d: Dialect) {
+    let llm = ScriptedLlm::start_as(d, move |_| Script { status: 200, steps: reply_steps(&["late"], Duration::from_millis(1500)) }).await;
+    let t = spawn_app_on(&llm, &[]).await;
     let session = id(&t.create_session("{}").await);
     let t2 = std::sync::Arc::new(t);
     let t3 = t2.clone();
@@ -92,18 +91,17 @@ async fn the_user_message_is_stored_before_the_model_is_called() {
     assert_eq!(t2.history(&session).await[1]["status"], "complete");
 }
 
-#[tokio::test]
-async fn a_mid_stream_error_line_stores_the_text_so_far_as_failed() {
-    let llm = ScriptedLlm::start(|_| Script {
+async fn a_mid_stream_error_line_stores_the_text_so_far_as_failed(d: Dialect) {
+    let llm = ScriptedLlm::start_as(d, move |_| Script {
         status: 200,
         steps: vec![
-            Step::Bytes(token_line("Partial ")),
-            Step::Bytes(token_line("answer")),
-            Step::Bytes(b"{\"error\":\"model runner has unexpectedly stopped\"}\n".to_vec()),
+            Step::Token("Partial ".into()),
+            Step::Token("answer".into()),
+            Step::ErrorLine("model runner has unexpectedly stopped".into()),
         ],
     })
     .await;
-    let t = spawn_app_for_llm(&llm.url, &[]).await;
+    let t = spawn_app_on(&llm, &[]).await;
     let session = id(&t.create_session("{}").await);
     let r = send(&t, &session, json!({"content": "hi"})).await;
     r.assert_problem(502, "llm_error");
@@ -115,14 +113,13 @@ async fn a_mid_stream_error_line_stores_the_text_so_far_as_failed() {
     assert_eq!(history[1]["error_code"], "llm_error");
 }
 
-#[tokio::test]
-async fn a_cut_connection_stores_the_text_so_far_as_failed() {
-    let llm = ScriptedLlm::start(|_| Script {
+async fn a_cut_connection_stores_the_text_so_far_as_failed(d: Dialect) {
+    let llm = ScriptedLlm::start_as(d, move |_| Script {
         status: 200,
-        steps: vec![Step::Bytes(token_line("Half a")), Step::Bytes(b"{\"message\":{\"content\":\" sen".to_vec()), Step::Cut],
+        steps: vec![Step::Token("Half a".into()), Step::Bytes(d.token(" sentence")[..20].to_vec()), Step::Cut],
     })
     .await;
-    let t = spawn_app_for_llm(&llm.url, &[]).await;
+    let t = spawn_app_on(&llm, &[]).await;
     let session = id(&t.create_session("{}").await);
     send(&t, &session, json!({"content": "hi"})).await.assert_problem(502, "llm_error");
     let history = t.history(&session).await;
@@ -130,14 +127,13 @@ async fn a_cut_connection_stores_the_text_so_far_as_failed() {
     assert_eq!(history[1]["content"], "Half a");
 }
 
-#[tokio::test]
-async fn characters_split_across_reads_arrive_whole() {
-    let line = token_line("héllo 👋 wörld");
+async fn characters_split_across_reads_arrive_whole(d: Dialect) {
+    let line = d.token("héllo 👋 wörld");
     // Cut inside "é" and inside the emoji, and between the lines.
     let e = line.windows(2).position(|w| w == "é".as_bytes()).unwrap() + 1;
     let wave = line.windows(4).position(|w| w == "👋".as_bytes()).unwrap() + 2;
-    let done = done_line();
-    let llm = ScriptedLlm::start(move |_| Script {
+    let done = d.done();
+    let llm = ScriptedLlm::start_as(d, move |_| Script {
         status: 200,
         steps: vec![
             Step::Bytes(line[..e].to_vec()),
@@ -149,21 +145,20 @@ async fn characters_split_across_reads_arrive_whole() {
         ],
     })
     .await;
-    let t = spawn_app_for_llm(&llm.url, &[]).await;
+    let t = spawn_app_on(&llm, &[]).await;
     let session = id(&t.create_session("{}").await);
     let r = send(&t, &session, json!({"content": "hi"})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     assert_eq!(r.body["reply"]["content"], "héllo 👋 wörld");
 }
 
-#[tokio::test]
-async fn slow_tokens_past_the_idle_timeout_store_an_incomplete_reply() {
-    let llm = ScriptedLlm::start(|_| Script {
+async fn slow_tokens_past_the_idle_timeout_store_an_incomplete_reply(d: Dialect) {
+    let llm = ScriptedLlm::start_as(d, move |_| Script {
         status: 200,
-        steps: vec![Step::Bytes(token_line("Started")), Step::Sleep(Duration::from_secs(3)), Step::Bytes(done_line())],
+        steps: vec![Step::Token("Started".into()), Step::Sleep(Duration::from_secs(3)), Step::Done],
     })
     .await;
-    let t = spawn_app_for_llm(&llm.url, &[("LLMCHAT_LLM_IDLE_TIMEOUT_MS", "300")]).await;
+    let t = spawn_app_on(&llm, &[("LLMCHAT_LLM_IDLE_TIMEOUT_MS", "300")]).await;
     let session = id(&t.create_session("{}").await);
     send(&t, &session, json!({"content": "hi"})).await.assert_problem(504, "llm_timeout");
     let history = t.history(&session).await;
@@ -172,10 +167,9 @@ async fn slow_tokens_past_the_idle_timeout_store_an_incomplete_reply() {
     assert_eq!(history[1]["error_code"], "llm_timeout");
 }
 
-#[tokio::test]
-async fn a_model_that_never_starts_times_out_on_the_first_token() {
-    let llm = ScriptedLlm::start(|_| Script { status: 200, steps: vec![Step::Sleep(Duration::from_secs(5))] }).await;
-    let t = spawn_app_for_llm(&llm.url, &[("LLMCHAT_LLM_FIRST_TOKEN_TIMEOUT_MS", "400")]).await;
+async fn a_model_that_never_starts_times_out_on_the_first_token(d: Dialect) {
+    let llm = ScriptedLlm::start_as(d, move |_| Script { status: 200, steps: vec![Step::Sleep(Duration::from_secs(5))] }).await;
+    let t = spawn_app_on(&llm, &[("LLMCHAT_LLM_FIRST_TOKEN_TIMEOUT_MS", "400")]).await;
     let session = id(&t.create_session("{}").await);
     send(&t, &session, json!({"content": "hi"})).await.assert_problem(504, "llm_timeout");
     let history = t.history(&session).await;
@@ -183,14 +177,9 @@ async fn a_model_that_never_starts_times_out_on_the_first_token() {
     assert_eq!(history[1]["status"], "failed");
 }
 
-#[tokio::test]
-async fn an_unknown_model_is_model_not_found_and_keeps_the_message() {
-    let llm = ScriptedLlm::start(|req| Script {
-        status: 404,
-        steps: vec![Step::Bytes(format!("{{\"error\":\"model '{}' not found\"}}", req["model"].as_str().unwrap()).into_bytes())],
-    })
-    .await;
-    let t = spawn_app_for_llm(&llm.url, &[]).await;
+async fn an_unknown_model_is_model_not_found_and_keeps_the_message(d: Dialect) {
+    let llm = ScriptedLlm::start_as(d, |req| Script::refusal(404, &format!("model '{}' not found", req["model"].as_str().unwrap()))).await;
+    let t = spawn_app_on(&llm, &[]).await;
     let session = id(&t.create_session(r#"{"model": "no-such-model:1b"}"#).await);
     let r = send(&t, &session, json!({"content": "hi"})).await;
     r.assert_problem(422, "model_not_found");
@@ -201,11 +190,11 @@ async fn an_unknown_model_is_model_not_found_and_keeps_the_message() {
     assert_eq!(history[1]["error_code"], "model_not_found");
 }
 
-#[tokio::test]
-async fn the_llm_being_down_is_a_fast_503_with_the_message_kept() {
+async fn the_llm_being_down_is_a_fast_503_with_the_message_kept(d: Dialect) {
     // A port nothing listens on.
     let url = unreachable_url();
-    let t = spawn_app_with(&[("OLLAMA_URL", &url)]).await;
+    let backend = d.backend_var(&url);
+    let t = spawn_app_with(&[("LLMCHAT_BACKENDS", &backend)]).await;
     let session = id(&t.create_session("{}").await);
     let started = Instant::now();
     let r = send(&t, &session, json!({"content": "anyone there?"})).await;
@@ -237,10 +226,9 @@ async fn a_retry_with_the_same_client_message_id_returns_the_original_exchange()
     assert_eq!(t.history(&session).await.len(), 2);
 }
 
-#[tokio::test]
-async fn a_second_send_while_a_reply_is_generated_is_409() {
-    let llm = ScriptedLlm::start(|_| Script { status: 200, steps: reply_steps(&["slow"], Duration::from_millis(1500)) }).await;
-    let t = std::sync::Arc::new(spawn_app_for_llm(&llm.url, &[]).await);
+async fn a_second_send_while_a_reply_is_generated_is_409(d: Dialect) {
+    let llm = ScriptedLlm::start_as(d, move |_| Script { status: 200, steps: reply_steps(&["slow"], Duration::from_millis(1500)) }).await;
+    let t = std::sync::Arc::new(spawn_app_on(&llm, &[]).await);
     let session = id(&t.create_session("{}").await);
     let (t2, s2) = (t.clone(), session.clone());
     let first = tokio::spawn(async move { send(&t2, &s2, json!({"content": "first", "client_message_id": "a"})).await });
@@ -453,3 +441,15 @@ async fn a_reply_that_cannot_be_stored_is_reported_not_passed_off_as_complete() 
     t.app.store.client().delete_table().table_name(t.app.store.table()).send().await.unwrap();
     sending.await.unwrap().assert_problem(503, "storage_unavailable");
 }
+
+crate::both_dialects!(
+    the_user_message_is_stored_before_the_model_is_called,
+    a_mid_stream_error_line_stores_the_text_so_far_as_failed,
+    a_cut_connection_stores_the_text_so_far_as_failed,
+    characters_split_across_reads_arrive_whole,
+    slow_tokens_past_the_idle_timeout_store_an_incomplete_reply,
+    a_model_that_never_starts_times_out_on_the_first_token,
+    an_unknown_model_is_model_not_found_and_keeps_the_message,
+    the_llm_being_down_is_a_fast_503_with_the_message_kept,
+    a_second_send_while_a_reply_is_generated_is_409,
+);

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use lambda_http::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, id, spawn_app_for_llm, unreachable_url};
-use llmchat_tests::scripted_llm::{Script, ScriptedLlm, Step, reply_steps, token_line};
+use crate::helpers::{TestApp, id, spawn_app_for_llm, spawn_app_on, spawn_app_with, unreachable_url};
+use llmchat_tests::scripted_llm::{Dialect, Script, ScriptedLlm, Step, reply_steps};
 
 /// One parsed SSE event.
 #[derive(Debug)]
@@ -43,10 +43,9 @@ pub async fn stream(t: &TestApp, session: &str, body: Value) -> crate::helpers::
     t.send(Method::POST, &format!("/sessions/{session}/messages/stream"), Some(&body.to_string())).await
 }
 
-#[tokio::test]
-async fn a_stream_is_created_then_deltas_then_exactly_one_completed() {
-    let llm = ScriptedLlm::replying(&["Bom", " dia", "!"]).await;
-    let t = spawn_app_for_llm(&llm.url, &[]).await;
+async fn a_stream_is_created_then_deltas_then_exactly_one_completed(d: Dialect) {
+    let llm = ScriptedLlm::replying_as(d, &["Bom", " dia", "!"]).await;
+    let t = spawn_app_on(&llm, &[]).await;
     let session = id(&t.create_session("{}").await);
     let r = stream(&t, &session, json!({"content": "Olá"})).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -77,14 +76,13 @@ async fn a_stream_is_created_then_deltas_then_exactly_one_completed() {
     assert_eq!(&history[1], reply);
 }
 
-#[tokio::test]
-async fn keep_alives_fill_every_silence_before_and_after_the_first_token() {
-    let llm = ScriptedLlm::start(|_| Script {
+async fn keep_alives_fill_every_silence_before_and_after_the_first_token(d: Dialect) {
+    let llm = ScriptedLlm::start_as(d, move |_| Script {
         status: 200,
         steps: [vec![Step::Sleep(Duration::from_millis(550))], reply_steps(&["a", "b"], Duration::from_millis(250))].concat(),
     })
     .await;
-    let t = spawn_app_for_llm(&llm.url, &[("LLMCHAT_SSE_KEEPALIVE_MS", "100")]).await;
+    let t = spawn_app_on(&llm, &[("LLMCHAT_SSE_KEEPALIVE_MS", "100")]).await;
     let session = id(&t.create_session("{}").await);
     let r = stream(&t, &session, json!({"content": "hi"})).await;
     let first_delta = r.text.find("event: reply.delta").unwrap();
@@ -96,14 +94,13 @@ async fn keep_alives_fill_every_silence_before_and_after_the_first_token() {
     assert_eq!(events.last().unwrap().name, "reply.completed");
 }
 
-#[tokio::test]
-async fn a_mid_stream_failure_ends_with_one_error_event_and_keeps_the_text() {
-    let llm = ScriptedLlm::start(|_| Script {
+async fn a_mid_stream_failure_ends_with_one_error_event_and_keeps_the_text(d: Dialect) {
+    let llm = ScriptedLlm::start_as(d, move |_| Script {
         status: 200,
-        steps: vec![Step::Bytes(token_line("Some ")), Step::Bytes(token_line("text")), Step::Bytes(b"{\"error\":\"boom\"}\n".to_vec())],
+        steps: vec![Step::Token("Some ".into()), Step::Token("text".into()), Step::ErrorLine("boom".into())],
     })
     .await;
-    let t = spawn_app_for_llm(&llm.url, &[]).await;
+    let t = spawn_app_on(&llm, &[]).await;
     let session = id(&t.create_session("{}").await);
     let r = stream(&t, &session, json!({"content": "hi"})).await;
     assert_eq!(r.status, StatusCode::OK, "the stream had started");
@@ -120,10 +117,9 @@ async fn a_mid_stream_failure_ends_with_one_error_event_and_keeps_the_text() {
     assert_eq!(history[1]["content"], "Some text");
 }
 
-#[tokio::test]
-async fn the_llm_being_down_is_an_error_event_with_the_message_kept() {
+async fn the_llm_being_down_is_an_error_event_with_the_message_kept(d: Dialect) {
     let url = unreachable_url();
-    let t = spawn_app_for_llm(&url, &[]).await;
+    let t = spawn_app_with(&[("LLMCHAT_BACKENDS", &d.backend_var(&url))]).await;
     let session = id(&t.create_session("{}").await);
     let r = stream(&t, &session, json!({"content": "hello?"})).await;
     let (events, _) = parse_sse(&r.text);
@@ -167,13 +163,12 @@ async fn a_retried_stream_replays_the_stored_exchange() {
     assert_eq!(t.history(&session).await.len(), 2);
 }
 
-#[tokio::test]
-async fn a_reader_that_goes_away_loses_nothing() {
+async fn a_reader_that_goes_away_loses_nothing(d: Dialect) {
     let tokens: Vec<String> = (0..12).map(|i| format!("w{i} ")).collect();
     let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
     let steps = reply_steps(&refs, Duration::from_millis(100));
-    let llm = ScriptedLlm::start(move |_| Script { status: 200, steps: steps.clone() }).await;
-    let t = spawn_app_for_llm(&llm.url, &[]).await;
+    let llm = ScriptedLlm::start_as(d, move |_| Script { status: 200, steps: steps.clone() }).await;
+    let t = spawn_app_on(&llm, &[]).await;
     let session = id(&t.create_session("{}").await);
 
     let response = t.open_stream(&session, r#"{"content": "tell me"}"#).await;
@@ -198,11 +193,10 @@ async fn a_reader_that_goes_away_loses_nothing() {
     }
 }
 
-#[tokio::test]
-async fn deltas_reach_the_reader_as_they_are_generated() {
+async fn deltas_reach_the_reader_as_they_are_generated(d: Dialect) {
     let steps = reply_steps(&["one ", "two ", "three ", "four"], Duration::from_millis(300));
-    let llm = ScriptedLlm::start(move |_| Script { status: 200, steps: steps.clone() }).await;
-    let t = spawn_app_for_llm(&llm.url, &[]).await;
+    let llm = ScriptedLlm::start_as(d, move |_| Script { status: 200, steps: steps.clone() }).await;
+    let t = spawn_app_on(&llm, &[]).await;
     let session = id(&t.create_session("{}").await);
     let started = Instant::now();
     let mut body = t.open_stream(&session, r#"{"content": "count"}"#).await.into_body();
@@ -219,3 +213,12 @@ async fn deltas_reach_the_reader_as_they_are_generated() {
     // Four tokens 300 ms apart: the first is read about 900 ms before the stream ends.
     assert!(total - first_delta >= Duration::from_millis(600), "first delta at {first_delta:?}, end at {total:?}");
 }
+
+crate::both_dialects!(
+    a_stream_is_created_then_deltas_then_exactly_one_completed,
+    keep_alives_fill_every_silence_before_and_after_the_first_token,
+    a_mid_stream_failure_ends_with_one_error_event_and_keeps_the_text,
+    the_llm_being_down_is_an_error_event_with_the_message_kept,
+    a_reader_that_goes_away_loses_nothing,
+    deltas_reach_the_reader_as_they_are_generated,
+);

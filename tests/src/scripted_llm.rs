@@ -150,6 +150,7 @@ type Handler = dyn Fn(&Value) -> Script + Send + Sync;
 pub struct ScriptedLlm {
     pub url: String,
     pub dialect: Dialect,
+    authorizations: Arc<Mutex<Vec<String>>>,
     requests: Arc<Mutex<Vec<Value>>>,
     tags_requests: Arc<AtomicUsize>,
     hung_up: Arc<AtomicUsize>,
@@ -174,13 +175,19 @@ impl ScriptedLlm {
         let tags_requests = Arc::new(AtomicUsize::new(0));
         let hung_up = Arc::new(AtomicUsize::new(0));
         let handler: Arc<Handler> = Arc::new(script);
-        let counters = Counters { seen: requests.clone(), tags: tags_requests.clone(), hung_up: hung_up.clone() };
+        let authorizations = Arc::new(Mutex::new(Vec::new()));
+        let counters = Counters {
+            seen: requests.clone(),
+            tags: tags_requests.clone(),
+            hung_up: hung_up.clone(),
+            authorizations: authorizations.clone(),
+        };
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
                 tokio::spawn(serve(socket, dialect, handler.clone(), counters.clone()));
             }
         });
-        ScriptedLlm { url, dialect, requests, tags_requests, hung_up }
+        ScriptedLlm { url, dialect, authorizations, requests, tags_requests, hung_up }
     }
 
     /// Always the same reply, token by token (an Ollama).
@@ -207,6 +214,11 @@ impl ScriptedLlm {
     /// How many replies the client hung up on before their script ended.
     pub fn hung_up(&self) -> usize {
         self.hung_up.load(Ordering::SeqCst)
+    }
+
+    /// The `authorization` header of every request so far (empty when none was sent).
+    pub fn authorizations(&self) -> Vec<String> {
+        self.authorizations.lock().unwrap().clone()
     }
 
     /// Bodies of the `/api/chat` requests received so far.
@@ -248,10 +260,12 @@ struct Counters {
     seen: Arc<Mutex<Vec<Value>>>,
     tags: Arc<AtomicUsize>,
     hung_up: Arc<AtomicUsize>,
+    authorizations: Arc<Mutex<Vec<String>>>,
 }
 
 async fn serve(mut socket: TcpStream, dialect: Dialect, handler: Arc<Handler>, counters: Counters) {
-    let Some((path, body)) = read_request(&mut socket).await else { return };
+    let Some((path, authorization, body)) = read_request(&mut socket).await else { return };
+    counters.authorizations.lock().unwrap().push(authorization);
     let list = match (dialect, path.as_str()) {
         (Dialect::Ollama, "/api/tags") => Some(json!({"models": [{"name": MODEL, "size": 241000000, "modified_at": "2026-01-01T00:00:00Z",
             "details": {"family": "gemma3", "parameter_size": "268M", "quantization_level": "Q4_K_M"}}]})),
@@ -309,8 +323,8 @@ async fn serve(mut socket: TcpStream, dialect: Dialect, handler: Arc<Handler>, c
     let _ = socket.write_all(b"0\r\n\r\n").await;
 }
 
-/// The request path and body (by content-length).
-async fn read_request(socket: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+/// The request path, `authorization` header and body (by content-length).
+async fn read_request(socket: &mut TcpStream) -> Option<(String, String, Vec<u8>)> {
     let mut buf = Vec::new();
     let mut tmp = [0u8; 8192];
     let header_end = loop {
@@ -329,6 +343,10 @@ async fn read_request(socket: &mut TcpStream) -> Option<(String, Vec<u8>)> {
         .lines()
         .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
         .unwrap_or(0);
+    let authorization = head
+        .lines()
+        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("authorization")).map(|(_, v)| v.trim().to_owned()))
+        .unwrap_or_default();
     let mut body = buf[header_end..].to_vec();
     while body.len() < length {
         let n = socket.read(&mut tmp).await.ok()?;
@@ -337,5 +355,5 @@ async fn read_request(socket: &mut TcpStream) -> Option<(String, Vec<u8>)> {
         }
         body.extend_from_slice(&tmp[..n]);
     }
-    Some((path, body))
+    Some((path, authorization, body))
 }
