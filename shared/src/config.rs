@@ -83,9 +83,10 @@ pub enum ApiKeySource {
     None,
     /// `LLMCHAT_BACKEND_<NAME>_API_KEY`.
     Env(Secret),
-    /// `LLMCHAT_BACKEND_<NAME>_API_KEY_PARAM`: an SSM parameter name (a
-    /// SecureString), or `/aws/reference/secretsmanager/<secret>` for a
-    /// Secrets Manager secret; read once at cold start.
+    /// `LLMCHAT_BACKEND_KEY_PARAMS` (`name=parameter`, comma-separated): an
+    /// SSM parameter name (a SecureString), or
+    /// `/aws/reference/secretsmanager/<secret>` for a Secrets Manager secret;
+    /// read once at cold start.
     Parameter(String),
 }
 
@@ -399,15 +400,26 @@ fn backends(get: &impl Fn(&str) -> Option<String>, defaults: [Duration; 3]) -> R
             entries
         }
     };
+    // `name=parameter` pairs: where each backend's key is kept (SSM, or Secrets Manager through SSM).
+    let mut key_params: Vec<(String, String)> = Vec::new();
+    for pair in get("LLMCHAT_BACKEND_KEY_PARAMS").unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, param) = pair.split_once('=').ok_or_else(|| invalid("LLMCHAT_BACKEND_KEY_PARAMS", "entries are `backend=parameter name`"))?;
+        if !entries.iter().any(|(n, _, _)| n == name.trim()) {
+            return Err(invalid("LLMCHAT_BACKEND_KEY_PARAMS", &format!("`{}` is not a backend of LLMCHAT_BACKENDS", name.trim())));
+        }
+        key_params.push((name.trim().to_owned(), param.trim().to_owned()));
+    }
     entries
         .into_iter()
         .map(|(name, kind, url)| {
             let prefix = format!("LLMCHAT_BACKEND_{}_", name.to_ascii_uppercase().replace('-', "_"));
             let var = |suffix: &str| format!("{prefix}{suffix}");
-            let api_key = match (get(&var("API_KEY")), get(&var("API_KEY_PARAM"))) {
-                (Some(_), Some(_)) => return Err(invalid(&var("API_KEY"), "set API_KEY or API_KEY_PARAM, not both")),
+            let api_key = match (get(&var("API_KEY")), key_params.iter().find(|(n, _)| *n == name)) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(&var("API_KEY"), "a backend's key comes from the environment or LLMCHAT_BACKEND_KEY_PARAMS, not both"));
+                }
                 (Some(key), None) => ApiKeySource::Env(Secret::new(key)),
-                (None, Some(param)) => ApiKeySource::Parameter(param),
+                (None, Some((_, param))) => ApiKeySource::Parameter(param.clone()),
                 (None, None) => ApiKeySource::None,
             };
             let timeout = |suffix: &str, default: Duration| -> Result<Duration, ConfigError> {
@@ -543,6 +555,7 @@ mod tests {
             ("LLMCHAT_MAX_NUM_PREDICT", "16"),
             ("LLMCHAT_ALLOWED_CONTEXT_SIZES", "4096,huge"),
             ("LLMCHAT_BACKEND_OLLAMA_IDLE_TIMEOUT_MS", "0"),
+            ("LLMCHAT_BACKEND_KEY_PARAMS", "nobody=/llmchat/key"),
         ] {
             let err = config(&[(var, value)]).expect_err(var);
             assert_eq!(err.var, var);
@@ -565,6 +578,13 @@ mod tests {
         assert!(!format!("{c:?}").contains("sk-test-secret"), "a key never shows in Debug output");
         assert_eq!(c.backends[0].first_token_timeout, Duration::from_millis(5000));
         assert_eq!(c.backends[1].first_token_timeout, c.llm_first_token_timeout);
+        assert_eq!(c.backends[0].api_key, ApiKeySource::None);
+        let kept = config(&[
+            ("LLMCHAT_BACKENDS", "hosted=openai:https://api.example.com/v1"),
+            ("LLMCHAT_BACKEND_KEY_PARAMS", "hosted=/llmchat/hosted-key"),
+        ])
+        .unwrap();
+        assert_eq!(kept.backends[0].api_key, ApiKeySource::Parameter("/llmchat/hosted-key".into()));
         assert_eq!(c.resolve_model("llamacpp/gemma3:270m"), ("llamacpp", "gemma3:270m"));
         assert_eq!(c.resolve_model("gemma3:270m"), ("local", "gemma3:270m"));
         // A namespace that is not a backend stays part of the model's name.

@@ -23,8 +23,11 @@ const PARTS: &[(&str, u8)] = &[
     ("sessions", 2),
     // 3: adapters.
     ("store::dynamo", 3),
+    ("llm::backends", 3),
     ("llm::ollama", 3),
+    ("llm::openai", 3),
     ("llm::ndjson", 3),
+    ("llm::wire", 3),
     // 4: HTTP and the composition root.
     ("http", 4),
     ("app", 4),
