@@ -161,3 +161,37 @@ impl ChatModel for Backends {
         pings.into_iter().flatten().collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Config {
+        let map: HashMap<&str, &str> = vars.iter().copied().collect();
+        Config::from_lookup(|k| map.get(k).map(|v| v.to_string())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn keys_kept_as_parameters_are_read_once_and_a_failure_names_its_backend() {
+        let c = config(&[
+            ("LLMCHAT_BACKENDS", "local=ollama:http://127.0.0.1:1,hosted=openai:https://api.example.com/v1"),
+            ("LLMCHAT_BACKEND_KEY_PARAMS", "hosted=/llmchat/hosted"),
+        ]);
+        let asked = std::sync::Mutex::new(Vec::new());
+        let built = Backends::build(&c, |name| {
+            asked.lock().unwrap().push(name.clone());
+            async move { Ok(format!("key-from-{name}")) }
+        })
+        .await
+        .unwrap();
+        assert_eq!(*asked.lock().unwrap(), ["/llmchat/hosted"]);
+        assert!(matches!(&built.backends[1].1, Backend::OpenAi(_)));
+        assert!(!format!("{built:?}").contains("key-from"), "the key is not in Debug output");
+
+        let err = Backends::build(&c, |_| async { Err("AccessDenied".to_owned()) }).await.unwrap_err();
+        assert_eq!((err.backend.as_str(), err.source_name.as_str()), ("hosted", "/llmchat/hosted"));
+        assert!(err.to_string().contains("AccessDenied"));
+    }
+}
