@@ -49,5 +49,5 @@ figures: ## Print bootstrap sizes and local cold-start figures (see docs/FIGURES
 figures-durable: ## Measure the follower's lag and a reply's writes; updates docs/FIGURES.md
 	@"$(SCRIPTS)/figures-durable.sh" --write
 
-e2e-real: ## Full local stack against a real Ollama and model (builds one if none runs), with overhead figures
+e2e-real: ## Full local stack against real model servers, BACKEND=ollama|openai|both (default), with overhead figures
 	@"$(SCRIPTS)/e2e-real.sh"

@@ -14,6 +14,8 @@
 # Env (optional): DYNAMODB_PORT=8000 LLMCHAT_PORT=9000 LLMCHAT_TABLE_NAME=llmchat
 #   LLMCHAT_WATCH_CONCURRENCY=4 LLMCHAT_BIND_ADDRESS=127.0.0.1
 #   OLLAMA_URL (default: Ollama's default address, or the project's own Ollama)
+#   LLAMACPP_URL (default: the project's own llama.cpp server), LLAMACPP_PORT,
+#   LLMCHAT_LLAMACPP=0 (no second backend)
 #   LLMCHAT_DEFAULT_MODEL (default: DEFAULT_MODEL in scripts/lib.sh)
 #   LLMCHAT_LOG_FORMAT=pretty LLMCHAT_CORS_ORIGINS=* LLMCHAT_READY_TIMEOUT=1200
 #   RUST_LOG (passed to the functions when set)
@@ -24,6 +26,8 @@ cd "$LLMCHAT_ROOT"
 
 OLLAMA="$LLMCHAT_ROOT/scripts/ollama.sh"
 OLLAMA_PIDFILE="$LLMCHAT_STATE_DIR/ollama.pid"
+LLAMACPP="$LLMCHAT_ROOT/scripts/llamacpp.sh"
+LLAMACPP_PIDFILE="$LLMCHAT_STATE_DIR/llamacpp.pid"
 
 usage() {
     echo "usage:" >&2
@@ -68,6 +72,7 @@ cleanup() {
     if [[ -n ${TAIL_PID:-} ]]; then kill "$TAIL_PID" 2>/dev/null || true; fi
     local_stack stop "$LLMCHAT_STATE_DIR" || true
     "$OLLAMA" stop "$OLLAMA_PIDFILE" || true
+    "$LLAMACPP" stop "$LLAMACPP_PIDFILE" || true
     log "dev stack stopped"
     exit "$status"
 }
@@ -94,6 +99,7 @@ cmd_up() {
     flock -n 9 || die "make dev is already running in this checkout (lock: $LLMCHAT_STATE_DIR/dev.lock)"
     local_stack stop "$LLMCHAT_STATE_DIR"
     "$OLLAMA" stop "$OLLAMA_PIDFILE"
+    "$LLAMACPP" stop "$LLAMACPP_PIDFILE"
 
     # Fail before starting anything, with a hint at the knob to turn.
     if port_in_use "$DYNAMODB_PORT"; then
@@ -115,6 +121,9 @@ cmd_up() {
         log "warning: Ollama does not answer at $OLLAMA_URL; chat replies will fail until it runs"
         log "         (ollama serve; ollama pull $LLMCHAT_DEFAULT_MODEL)"
     fi
+    # The second backend: llama.cpp's OpenAI-compatible server, models as llamacpp/<name>.
+    use_llamacpp "$LLMCHAT_STATE_DIR" "${LLAMACPP_PORT:-$(free_port)}" 9>&-
+    stack_args+=(--env "LLMCHAT_BACKENDS=$(local_backends)")
 
     # Follow the watch's log from its start: build progress and errors show up
     # while the stack starts, requests afterwards. -F survives the file being
@@ -126,8 +135,8 @@ cmd_up() {
     log "starting the dev stack (the first build can take several minutes)"
     local_stack start "$LLMCHAT_STATE_DIR" --llm "$OLLAMA_URL" "${stack_args[@]}" 9>&-
     load_stack_env "$LLMCHAT_STATE_DIR"
-    local llm_note="answering"
-    [[ $STACK_LLM == ok ]] || llm_note="NOT answering: chat routes give 503 llm_unavailable until it does"
+    local llm_note="all answering"
+    [[ $STACK_LLM == ok ]] || llm_note="NOT all answering (GET /health names which): their routes give 503 llm_unavailable"
     # Handy for scripts and manual curl calls; .llmchat/ is gitignored.
     printf '%s\n' "$STACK_KEY" >"$LLMCHAT_STATE_DIR/dev-api-key"
 
@@ -138,7 +147,9 @@ cmd_up() {
     Base URL:  $STACK_BASE
     API key:   $STACK_KEY   (owner "dev"; also in .llmchat/dev-api-key)
     DynamoDB:  $STACK_DYNAMODB (in memory, table $STACK_TABLE)
-    Ollama:    $OLLAMA_URL (model $LLMCHAT_DEFAULT_MODEL) $llm_note
+    Backends:  ollama   $OLLAMA_URL (default; model $LLMCHAT_DEFAULT_MODEL)
+               llamacpp ${LLAMACPP_URL:-(off: LLMCHAT_LLAMACPP=0)} (model llamacpp/$LLMCHAT_DEFAULT_MODEL)
+               $llm_note
     Logs:      .llmchat/watch.log (followed below), .llmchat/dynamodb-local.log
   More keys: make api-key OWNER=name    Stop: Ctrl-C
 ================================================================================

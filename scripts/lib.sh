@@ -12,7 +12,7 @@ LLMCHAT_STATE_DIR="$LLMCHAT_ROOT/.llmchat"
 # and the one the project's own Ollama (scripts/ollama.sh) serves. The
 # functions' own default is DEFAULT_MODEL in shared/src/config.rs.
 # shellcheck disable=SC2034 # used by the scripts that source this file
-DEFAULT_MODEL="gemma3:270m"
+DEFAULT_MODEL="smollm2:135m"
 # Where `ollama serve` listens unless told otherwise.
 OLLAMA_DEFAULT_PORT=11434
 
@@ -182,11 +182,40 @@ stop_private_dynamodb() {
 use_ollama() {
     local default="http://127.0.0.1:$OLLAMA_DEFAULT_PORT"
     if [[ -z ${OLLAMA_URL:-} && "$(http_code GET "$default/api/tags" 3)" == 000 ]]; then
-        log "no Ollama at $default: starting the project's own (Ollama + Gemma 3 270M)"
+        log "no Ollama at $default: starting the project's own (Ollama + SmolLM2 135M Instruct)"
         "$LLMCHAT_ROOT/scripts/ollama.sh" start "$2" "$1/ollama.pid" "$1/ollama.log"
         OLLAMA_URL="http://127.0.0.1:$2"
     fi
     export OLLAMA_URL="${OLLAMA_URL:-$default}"
+}
+
+# Sets LLAMACPP_URL, the /v1 base of an OpenAI-compatible server: LLAMACPP_URL
+# as given, else the project's own llama.cpp server (scripts/llamacpp.sh, its
+# first install compiles llama.cpp for about ten minutes) started on PORT with
+# its pid and log in DIR. LLMCHAT_LLAMACPP=0 leaves it empty (no second backend).
+# Usage: use_llamacpp DIR PORT
+use_llamacpp() {
+    if [[ ${LLMCHAT_LLAMACPP:-1} == 0 ]]; then
+        LLAMACPP_URL=""
+        return 0
+    fi
+    if [[ -z ${LLAMACPP_URL:-} ]]; then
+        log "starting the project's llama.cpp server (llama-cpp-python + $LOCAL_MODEL)"
+        "$LLMCHAT_ROOT/scripts/llamacpp.sh" start "$2" "$1/llamacpp.pid" "$1/llamacpp.log"
+        LLAMACPP_URL="http://127.0.0.1:$2/v1"
+    fi
+    export LLAMACPP_URL
+}
+
+# The functions' LLMCHAT_BACKENDS for the local model servers in use: the
+# Ollama at OLLAMA_URL as `ollama` (the default backend), the server at
+# LLAMACPP_URL as `llamacpp`; each only when set.
+local_backends() {
+    local -a backends=()
+    [[ -z ${OLLAMA_URL:-} ]] || backends+=("ollama=ollama:$OLLAMA_URL")
+    [[ -z ${LLAMACPP_URL:-} ]] || backends+=("llamacpp=openai:$LLAMACPP_URL")
+    local IFS=,
+    printf '%s\n' "${backends[*]}"
 }
 
 # The Lambda functions: the package names of the crates under functions/, one

@@ -10,7 +10,7 @@ pub const DEFAULT_TABLE_NAME: &str = "llmchat";
 /// Where Ollama listens when `OLLAMA_URL` is not set.
 pub const DEFAULT_OLLAMA_URL: &str = "http://127.0.0.1:11434";
 /// Model used when a session names none.
-pub const DEFAULT_MODEL: &str = "gemma3:270m";
+pub const DEFAULT_MODEL: &str = "smollm2:135m";
 
 /// Context window assumed when neither the session nor `LLMCHAT_CONTEXT_TOKENS` sets one
 /// (Ollama's own default `num_ctx`); it is sent to Ollama so both sides agree.

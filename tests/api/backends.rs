@@ -171,7 +171,7 @@ async fn models_are_listed_with_their_backend(d: Dialect) {
     let llm = ScriptedLlm::replying_as(d, &["unused"]).await;
     let models = client(&llm).models().await.unwrap();
     assert_eq!(models.len(), 1);
-    assert_eq!(models[0].name, "llm/gemma3:270m");
+    assert_eq!(models[0].name, "llm/smollm2:135m");
     assert_eq!(models[0].backend, "llm");
     let pings = client(&llm).ping().await;
     assert_eq!(pings.len(), 1);
@@ -197,14 +197,14 @@ async fn a_model_goes_to_the_backend_its_prefix_names() {
     let openai = ScriptedLlm::replying_as(Dialect::OpenAi, &["from openai"]).await;
     let both = format!("local=ollama:{}, remote=openai:{}/v1", ollama.url, openai.url);
     let c = backends(&both, &[]);
-    for (model, expected) in [("gemma3:270m", "from ollama"), ("local/gemma3:270m", "from ollama"), ("remote/gemma3:270m", "from openai")] {
+    for (model, expected) in [("smollm2:135m", "from ollama"), ("local/smollm2:135m", "from ollama"), ("remote/smollm2:135m", "from openai")] {
         let mut stream = c.chat_stream(&request(model, ModelOptions::default())).await.unwrap();
         assert_eq!(stream.next().await, Some(Ok(ChatEvent::Delta(expected.into()))), "{model}");
     }
     assert_eq!(ollama.requests().len(), 2);
-    assert_eq!(openai.requests()[0]["model"], "gemma3:270m");
+    assert_eq!(openai.requests()[0]["model"], "smollm2:135m");
     let names: Vec<String> = c.models().await.unwrap().into_iter().map(|m| m.name).collect();
-    assert_eq!(names, ["local/gemma3:270m", "remote/gemma3:270m"]);
+    assert_eq!(names, ["local/smollm2:135m", "remote/smollm2:135m"]);
     // One backend down: the other's models are still listed, and health names the one down.
     let half = backends(&format!("local=ollama:{}, gone=openai:{}", ollama.url, crate::helpers::unreachable_url()), &[]);
     assert_eq!(half.models().await.unwrap().len(), 1);
@@ -217,4 +217,27 @@ async fn an_unknown_model_is_reported_by_the_name_the_client_gave() {
     let llm = ScriptedLlm::start_as(Dialect::OpenAi, |_| Script::refusal(404, "The model `nope` does not exist.")).await;
     let c = client(&llm);
     assert_eq!(c.chat_stream(&request("llm/nope", ModelOptions::default())).await.err(), Some(LlmError::ModelNotFound("llm/nope".into())));
+}
+
+#[tokio::test]
+async fn an_openai_server_without_usage_is_counted_by_its_pieces_and_may_omit_done() {
+    // As llama.cpp's server streams: a role-only chunk, tokens, an empty delta
+    // with the finish reason, `[DONE]`, and no usage anywhere.
+    let d = Dialect::OpenAi;
+    let role = br#"data: {"choices":[{"index":0,"delta":{"role":"assistant"},"finish_reason":null}]}"#.to_vec();
+    let finish = b"data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"length\"}]}\n\n".to_vec();
+    for tail in [b"data: [DONE]\n\n".to_vec(), Vec::new()] {
+        let steps = vec![
+            Step::Bytes([role.clone(), b"\n\n".to_vec()].concat()),
+            Step::Token("Par".into()),
+            Step::Token("is".into()),
+            Step::Bytes([finish.clone(), tail].concat()),
+        ];
+        let llm = ScriptedLlm::start_as(d, move |_| Script::ok(steps.clone())).await;
+        let mut stream = client(&llm).chat_stream(&request("m", ModelOptions::default())).await.unwrap();
+        let events = events(&mut stream).await;
+        let Some(Ok(ChatEvent::Done(done))) = events.last() else { panic!("ends with Done: {events:?}") };
+        assert_eq!(done.done_reason.as_deref(), Some("length"));
+        assert_eq!((done.usage.prompt_tokens, done.usage.completion_tokens), (0, 2));
+    }
 }

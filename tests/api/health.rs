@@ -57,9 +57,9 @@ async fn models_come_from_the_llm_and_are_cached() {
     for _ in 0..3 {
         let r = t.send(Method::GET, "/models", None).await;
         assert_eq!(r.status.as_u16(), 200, "{}", r.body);
-        assert_eq!(r.body["items"][0]["name"], "ollama/gemma3:270m");
+        assert_eq!(r.body["items"][0]["name"], "ollama/smollm2:135m");
         assert_eq!(r.body["items"][0]["backend"], "ollama");
-        assert_eq!(r.body["items"][0]["parameter_size"], "268M");
+        assert_eq!(r.body["items"][0]["parameter_size"], "134.52M");
         assert!(r.body["next_cursor"].is_null());
     }
     assert_eq!(llm.tags_requests(), 1, "read once, then served from the cache");

@@ -37,7 +37,7 @@ async fn chat_completions_answer_in_openai_shape_and_store_nothing() {
     let llm = ScriptedLlm::start(|_| Script { status: 200, steps: hello() }).await;
     let t = spawn_app_for_llm(&llm.url, &[]).await;
     let body = json!({
-        "model": "gemma3:270m",
+        "model": "smollm2:135m",
         "messages": [{"role": "developer", "content": "Be brief."}, {"role": "user", "content": [{"type": "text", "text": "Hi"}]}],
         "temperature": 0.2, "max_tokens": 50, "stop": "END", "seed": 7, "response_format": {"type": "json_object"},
     });
@@ -64,7 +64,7 @@ async fn chat_completions_answer_in_openai_shape_and_store_nothing() {
 async fn streamed_chat_completions_end_with_usage_and_done() {
     let llm = ScriptedLlm::start(|_| Script { status: 200, steps: hello() }).await;
     let t = spawn_app_for_llm(&llm.url, &[]).await;
-    let body = json!({"model": "gemma3:270m", "messages": [{"role": "user", "content": "Hi"}], "stream": true,
+    let body = json!({"model": "smollm2:135m", "messages": [{"role": "user", "content": "Hi"}], "stream": true,
         "stream_options": {"include_usage": true}, "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}});
     let r = post(&t, "/v1/chat/completions", body).await;
     assert_eq!((r.status, r.content_type.as_str()), (StatusCode::OK, "text/event-stream"));
@@ -84,7 +84,7 @@ async fn streamed_chat_completions_end_with_usage_and_done() {
 #[tokio::test]
 async fn bad_parameters_keys_and_models_are_openai_errors() {
     let llm = ScriptedLlm::start(|request| {
-        if request["model"] == "gemma3:270m" {
+        if request["model"] == "smollm2:135m" {
             Script { status: 200, steps: hello() }
         } else {
             Script { status: 404, steps: vec![Step::Bytes(br#"{"error":"model not found"}"#.to_vec())] }
@@ -94,11 +94,11 @@ async fn bad_parameters_keys_and_models_are_openai_errors() {
     let t = spawn_app_for_llm(&llm.url, &[]).await;
     let user = json!([{"role": "user", "content": "Hi"}]);
     for (body, param) in [
-        (json!({"model": "gemma3:270m", "messages": user, "logit_bias": {"50256": -100}}), "logit_bias"),
-        (json!({"model": "gemma3:270m", "messages": user, "temperature": 5}), "temperature"),
-        (json!({"model": "gemma3:270m", "messages": user, "n": 2}), "n"),
-        (json!({"model": "gemma3:270m", "messages": [{"role": "tool", "content": "x"}]}), "messages[0].role"),
-        (json!({"model": "gemma3:270m", "messages": user, "max_tokens": 0}), "max_tokens"),
+        (json!({"model": "smollm2:135m", "messages": user, "logit_bias": {"50256": -100}}), "logit_bias"),
+        (json!({"model": "smollm2:135m", "messages": user, "temperature": 5}), "temperature"),
+        (json!({"model": "smollm2:135m", "messages": user, "n": 2}), "n"),
+        (json!({"model": "smollm2:135m", "messages": [{"role": "tool", "content": "x"}]}), "messages[0].role"),
+        (json!({"model": "smollm2:135m", "messages": user, "max_tokens": 0}), "max_tokens"),
         (json!({"messages": user}), "model"),
     ] {
         assert_openai_error(&post(&t, "/v1/chat/completions", body).await, 400, Some(param));
@@ -109,7 +109,7 @@ async fn bad_parameters_keys_and_models_are_openai_errors() {
     assert_openai_error(&r, 404, None);
     assert_eq!(r.body["error"]["code"], "model_not_found");
     assert_openai_error(&t.send(Method::GET, "/v1/models/no-such-model", None).await, 404, None);
-    assert_openai_error(&post(&t, "/v1/responses", json!({"model": "gemma3:270m", "input": "x", "store": false})).await, 400, Some("store"));
+    assert_openai_error(&post(&t, "/v1/responses", json!({"model": "smollm2:135m", "input": "x", "store": false})).await, 400, Some("store"));
     assert_eq!(llm.requests().len(), 1, "only the unknown model reached the backend");
 }
 
@@ -119,14 +119,14 @@ async fn models_are_listed_in_openai_shape() {
     let t = spawn_app_for_llm(&llm.url, &[]).await;
     let r = t.send(Method::GET, "/v1/models", None).await;
     assert_eq!(r.body["object"], "list");
-    assert_eq!(r.body["data"][0]["id"], "ollama/gemma3:270m");
+    assert_eq!(r.body["data"][0]["id"], "ollama/smollm2:135m");
     assert_eq!(r.body["data"][0]["object"], "model");
     assert!(r.body["data"][0]["created"].as_i64().is_some_and(|c| c > 1_700_000_000));
     // A bare name is the default backend's model.
-    let r = t.send(Method::GET, "/v1/models/gemma3:270m", None).await;
-    assert_eq!(r.body["id"], "ollama/gemma3:270m");
-    let r = t.send(Method::GET, "/v1/models/ollama/gemma3:270m", None).await;
-    assert_eq!(r.body["id"], "ollama/gemma3:270m");
+    let r = t.send(Method::GET, "/v1/models/smollm2:135m", None).await;
+    assert_eq!(r.body["id"], "ollama/smollm2:135m");
+    let r = t.send(Method::GET, "/v1/models/ollama/smollm2:135m", None).await;
+    assert_eq!(r.body["id"], "ollama/smollm2:135m");
 }
 
 /// `POST /v1/responses` with `body`, expecting a response object.
@@ -155,25 +155,25 @@ fn response_events(text: &str) -> Vec<(String, u64, Value)> {
 async fn a_response_is_a_stored_reply_and_chains_in_its_session() {
     let llm = ScriptedLlm::start(|_| Script { status: 200, steps: hello() }).await;
     let t = spawn_app_for_llm(&llm.url, &[]).await;
-    let first = create_response(&t, json!({"model": "gemma3:270m", "input": "Hi", "instructions": "Be brief."})).await;
+    let first = create_response(&t, json!({"model": "smollm2:135m", "input": "Hi", "instructions": "Be brief."})).await;
     assert_eq!((first["object"].as_str(), first["status"].as_str()), (Some("response"), Some("completed")));
     assert_eq!(output_text(&first), "Hello from LlmChat");
     assert_eq!(first["usage"]["total_tokens"], 33);
     assert_eq!(llm.requests()[0]["messages"][0], json!({"role": "system", "content": "Be brief."}));
     let session = first["conversation"]["id"].as_str().unwrap().to_owned();
 
-    let second = create_response(&t, json!({"model": "gemma3:270m", "input": "More", "previous_response_id": first["id"]})).await;
+    let second = create_response(&t, json!({"model": "smollm2:135m", "input": "More", "previous_response_id": first["id"]})).await;
     assert_eq!(second["conversation"]["id"], session.as_str());
     let history = t.history(&session).await;
     assert_eq!(history.iter().map(|m| m["content"].as_str().unwrap()).collect::<Vec<_>>(), ["Hi", "Hello from LlmChat", "More", "Hello from LlmChat"]);
     assert_eq!(history[3]["id"].as_str().map(|id| id.replace('-', "")), second["id"].as_str().map(|id| id[37..].to_owned()));
     assert_eq!(llm.requests()[1]["messages"].as_array().unwrap().len(), 3, "the model saw the conversation, without the first turn's instructions");
-    let stale = post(&t, "/v1/responses", json!({"model": "gemma3:270m", "input": "x", "previous_response_id": first["id"]})).await;
+    let stale = post(&t, "/v1/responses", json!({"model": "smollm2:135m", "input": "x", "previous_response_id": first["id"]})).await;
     assert_openai_error(&stale, 400, Some("previous_response_id"));
 
     // `conversation`: an LlmChat session made with LlmChat's own API.
     let own = id(&t.create_session("{}").await);
-    let third = create_response(&t, json!({"model": "gemma3:270m", "input": "Into my session", "conversation": own})).await;
+    let third = create_response(&t, json!({"model": "smollm2:135m", "input": "Into my session", "conversation": own})).await;
     assert_eq!(third["conversation"]["id"], own.as_str());
     assert_eq!(t.history(&own).await.len(), 2);
     let got = t.send(Method::GET, &format!("/v1/responses/{}", third["id"].as_str().unwrap()), None).await;
@@ -185,7 +185,7 @@ async fn a_response_is_a_stored_reply_and_chains_in_its_session() {
     for (method, path) in [(Method::GET, format!("/v1/responses/{rid}")), (Method::POST, format!("/v1/responses/{rid}/cancel")), (Method::DELETE, format!("/v1/responses/{rid}"))] {
         assert_openai_error(&t.send_as(Some(&stranger), method, &path, None).await, 404, None);
     }
-    let r = t.send_as(Some(&stranger), Method::POST, "/v1/responses", Some(&json!({"model": "gemma3:270m", "input": "x", "conversation": own}).to_string())).await;
+    let r = t.send_as(Some(&stranger), Method::POST, "/v1/responses", Some(&json!({"model": "smollm2:135m", "input": "x", "conversation": own}).to_string())).await;
     assert_openai_error(&r, 404, None);
 
     // Delete: gone from /v1 and from the session's history.
@@ -202,7 +202,7 @@ async fn streamed_responses_number_their_events_and_resume_from_any_of_them() {
     let steps = reply_steps(&refs, Duration::from_millis(20));
     let llm = ScriptedLlm::start(move |_| Script { status: 200, steps: steps.clone() }).await;
     let t = spawn_app_for_llm(&llm.url, &[]).await;
-    let r = post(&t, "/v1/responses", json!({"model": "gemma3:270m", "input": "Go", "stream": true})).await;
+    let r = post(&t, "/v1/responses", json!({"model": "smollm2:135m", "input": "Go", "stream": true})).await;
     assert_eq!(r.content_type, "text/event-stream");
     let events = response_events(&r.text);
     let kinds: Vec<&str> = events.iter().map(|(k, _, _)| k.as_str()).collect();
@@ -241,7 +241,7 @@ async fn background_responses_outlive_their_request_and_can_be_cancelled() {
     })
     .await;
     let t = spawn_app_for_llm(&llm.url, &[]).await;
-    let started = create_response(&t, json!({"model": "gemma3:270m", "input": "quick", "background": true})).await;
+    let started = create_response(&t, json!({"model": "smollm2:135m", "input": "quick", "background": true})).await;
     assert_eq!((started["status"].as_str(), started["background"].as_bool()), (Some("in_progress"), Some(true)));
     let id = started["id"].as_str().unwrap().to_owned();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -255,7 +255,7 @@ async fn background_responses_outlive_their_request_and_can_be_cancelled() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let slow = create_response(&t, json!({"model": "gemma3:270m", "input": "slow", "background": true})).await;
+    let slow = create_response(&t, json!({"model": "smollm2:135m", "input": "slow", "background": true})).await;
     let id = slow["id"].as_str().unwrap().to_owned();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let r = t.send(Method::POST, &format!("/v1/responses/{id}/cancel"), None).await;

@@ -95,7 +95,7 @@ async fn a_busy_backend_is_503_llm_busy_with_retry_after(d: Dialect) {
     let history = t.history(&session).await;
     assert_eq!((history[0]["content"].as_str(), history[1]["error_code"].as_str()), (Some("hi"), Some("llm_busy")));
     // The OpenAI-compatible surface says the same in its own shape.
-    let r = t.send(Method::POST, "/v1/chat/completions", Some(r#"{"model": "gemma3:270m", "messages": [{"role": "user", "content": "hi"}]}"#)).await;
+    let r = t.send(Method::POST, "/v1/chat/completions", Some(r#"{"model": "smollm2:135m", "messages": [{"role": "user", "content": "hi"}]}"#)).await;
     assert_eq!(r.status.as_u16(), 503);
     assert_eq!(r.headers["retry-after"], "7");
     assert_eq!(r.body["error"]["code"], "llm_busy");
@@ -112,7 +112,7 @@ async fn the_allow_list_refuses_with_422_naming_the_limit_and_changes_nothing() 
     let llm = ScriptedLlm::replying(&["ok"]).await;
     let t = spawn_app_with(&[
         ("OLLAMA_URL", &llm.url),
-        ("LLMCHAT_ALLOWED_MODELS", "ollama/gemma3:*"),
+        ("LLMCHAT_ALLOWED_MODELS", "ollama/smollm2:*"),
         ("LLMCHAT_MAX_NUM_PREDICT", "2048"),
         ("LLMCHAT_ALLOWED_CONTEXT_SIZES", "2048,4096"),
     ])
@@ -129,7 +129,7 @@ async fn the_allow_list_refuses_with_422_naming_the_limit_and_changes_nothing() 
     }
     assert!(t.all_session_ids(&t.key, 100).await.is_empty(), "a refused create stores nothing");
 
-    let session = id(&t.create_session(r#"{"model": "gemma3:270m", "options": {"num_ctx": 2048}}"#).await);
+    let session = id(&t.create_session(r#"{"model": "smollm2:135m", "options": {"num_ctx": 2048}}"#).await);
     let before = t.send(Method::GET, &format!("/sessions/{session}"), None).await.body;
     for (body, limit) in &refusals {
         let r = t.send(Method::PATCH, &format!("/sessions/{session}"), Some(&body.to_string())).await;

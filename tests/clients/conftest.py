@@ -2,7 +2,7 @@
 
 They test a running local stack, named by the variables that
 `scripts/local-stack.sh env DIR` prints: STACK_BASE, STACK_KEY, STACK_TABLE
-and STACK_DYNAMODB. The model is the scripted Ollama's (gemma3:270m), which
+and STACK_DYNAMODB. The model is the scripted Ollama's (smollm2:135m), which
 replies slowly (50 tokens, 100 ms apart) when the last user message holds
 `[slow]`.
 """
@@ -18,7 +18,7 @@ import openai
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-MODEL = os.environ.get("LLMCHAT_CLIENT_TESTS_MODEL", "gemma3:270m")
+MODEL = os.environ.get("LLMCHAT_CLIENT_TESTS_MODEL", "smollm2:135m")
 # In a user message, asks the scripted Ollama for a slow reply.
 SLOW = "[slow]"
 # The longest any stream or poll of a test may take, in seconds.

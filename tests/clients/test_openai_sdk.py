@@ -187,12 +187,15 @@ def test_chat_completion_stream_helper(client):
 
 
 def test_models(client):
+    # Ids are backend/model; the scripted Ollama is the default backend, `ollama`.
+    qualified = f"ollama/{MODEL}"
     models = list(client.models.list())
-    assert MODEL in [m.id for m in models]
+    assert qualified in [m.id for m in models]
     assert all(m.object == "model" and isinstance(m.owned_by, str) and isinstance(m.created, int) for m in models)
-    model = client.models.retrieve(MODEL)
-    assert model.id == MODEL
-    assert model.object == "model"
+    for name in (MODEL, qualified):
+        model = client.models.retrieve(name)
+        assert model.id == qualified
+        assert model.object == "model"
 
 
 # ---------------------------------------------------------------- errors

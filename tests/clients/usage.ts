@@ -12,7 +12,7 @@ type JsonOk<Op, Status extends number> = Op extends {
 
 export const createSession: JsonBody<paths["/sessions"]["post"]> = {
     title: "Trip to Lisbon",
-    model: "gemma3:270m",
+    model: "smollm2:135m",
     system_prompt: "You are a concise travel assistant.",
 };
 
@@ -29,13 +29,13 @@ export function problemCode(problem: components["schemas"]["Problem"]): string {
 // The OpenAI-compatible routes: the OpenAI SDKs are their clients, but a
 // client generated from this document must still be able to send a request.
 export const chatCompletion: JsonBody<paths["/v1/chat/completions"]["post"]> = {
-    model: "gemma3:270m",
+    model: "smollm2:135m",
     messages: [{ role: "user", content: "Hello" }],
     stream: true,
 };
 
 export const response: JsonBody<paths["/v1/responses"]["post"]> = {
-    model: "gemma3:270m",
+    model: "smollm2:135m",
     input: "Hello",
     background: true,
 };

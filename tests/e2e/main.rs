@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use llmchat_tests::scripted_llm::{Script, ScriptedLlm, reply_steps};
+use llmchat_tests::scripted_llm::{Dialect, MODEL, Script, ScriptedLlm, Step, reply_steps};
 use serde_json::{Value, json};
 
 /// How long the first build of the functions and the start of the stack may take.
@@ -48,8 +48,8 @@ impl Drop for Stack {
 }
 
 /// Starts the local stack with the functions calling `llm`, its table in
-/// `dynamodb`, and an API key of owner `e2e`.
-async fn start_stack(dynamodb: &str, llm: &str) -> Stack {
+/// `dynamodb`, and an API key of owner `e2e`; `env`: settings for the functions.
+async fn start_stack(dynamodb: &str, llm: &str, env: &[String]) -> Stack {
     // Under `make test`, in its run's directory, whose cleanup stops the stack
     // even when this process is killed before it could.
     let parent = std::env::var_os("LLMCHAT_TEST_STATE_DIR").map_or_else(|| Path::new(ROOT).join(".llmchat"), PathBuf::from);
@@ -60,6 +60,7 @@ async fn start_stack(dynamodb: &str, llm: &str) -> Stack {
     // and the script then stops what it had started.
     let mut start = local_stack("start", &stack.dir)
         .args(["--owner", "e2e", "--llm", llm, "--dynamodb", dynamodb])
+        .args(env.iter().flat_map(|e| ["--env", e.as_str()]))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&start_log).unwrap())
@@ -141,7 +142,13 @@ async fn the_local_runtime_streams_incrementally_and_concurrently() {
         steps: reply_steps(&["one ", "two ", "three ", "four ", "five"], Duration::from_millis(400)),
     })
     .await;
-    let watch = start_stack(&dynamodb, &llm.url).await;
+    // A second backend, OpenAI-compatible, beside the default Ollama.
+    let second = ScriptedLlm::start_as(Dialect::OpenAi, |_| {
+        Script::ok(vec![Step::Thinking("counting".into()), Step::Token("uno ".into()), Step::Token("dos".into()), Step::Done])
+    })
+    .await;
+    let backends = format!("LLMCHAT_BACKENDS=local=ollama:{},second=openai:{}/v1", llm.url, second.url);
+    let watch = start_stack(&dynamodb, &llm.url, &[backends]).await;
     let auth_header = format!("Bearer {}", watch.key);
     let client = reqwest::Client::new();
 
@@ -245,5 +252,24 @@ async fn the_local_runtime_streams_incrementally_and_concurrently() {
     assert_eq!(first.last().unwrap().name, "reply.cancelled");
     assert_eq!(text_of(&first), cancelled["content"].as_str().unwrap());
     assert!("one two three four five".starts_with(cancelled["content"].as_str().unwrap()));
+
+    // A session on each backend: the models of both are listed, and each streams from its own.
+    let models: Value = client.get(format!("{}/models", watch.base)).header("authorization", &auth_header).send().await.unwrap().json().await.unwrap();
+    let names: Vec<&str> = models["items"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(names, [format!("local/{MODEL}"), format!("second/{MODEL}")]);
+    let r = client
+        .post(format!("{}/sessions", watch.base))
+        .header("authorization", &auth_header)
+        .json(&json!({"model": format!("second/{MODEL}")}))
+        .send()
+        .await
+        .unwrap();
+    let on_second = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let r = client.post(stream_url(&on_second)).header("authorization", &auth_header).json(&json!({"content": "count"})).send().await.unwrap();
+    let events = read_events(r, Instant::now(), None).await;
+    let names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["message.created", "reply.thinking.delta", "reply.delta", "reply.delta", "reply.completed"]);
+    assert_eq!(text_of(&events), "uno dos");
+    assert_eq!(second.requests()[0]["model"], MODEL);
     drop(watch);
 }

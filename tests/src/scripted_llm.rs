@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The one model the scripted server lists in `/api/tags`.
-pub const MODEL: &str = "gemma3:270m";
+pub const MODEL: &str = "smollm2:135m";
 
 /// The wire dialect the server speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -268,7 +268,7 @@ async fn serve(mut socket: TcpStream, dialect: Dialect, handler: Arc<Handler>, c
     counters.authorizations.lock().unwrap().push(authorization);
     let list = match (dialect, path.as_str()) {
         (Dialect::Ollama, "/api/tags") => Some(json!({"models": [{"name": MODEL, "size": 241000000, "modified_at": "2026-01-01T00:00:00Z",
-            "details": {"family": "gemma3", "parameter_size": "268M", "quantization_level": "Q4_K_M"}}]})),
+            "details": {"family": "llama", "parameter_size": "134.52M", "quantization_level": "Q4_1"}}]})),
         (Dialect::OpenAi, "/v1/models") => {
             Some(json!({"object": "list", "data": [{"id": MODEL, "object": "model", "created": 1767225600, "owned_by": "scripted"}]}))
         }

@@ -46,7 +46,10 @@ where
         match (segments.as_slice(), &method) {
             (["chat", "completions"], &Method::POST) => chat::create(&*shared, body, &request_id).await,
             (["models"], &Method::GET) => api::json(StatusCode::OK, &models::list(&shared.llm).await?),
-            (["models", name], &Method::GET) => api::json(StatusCode::OK, &models::retrieve(&shared.llm, &shared.config, name).await?),
+            (["models", name], &Method::GET) => {
+                let id = api::decode_segment(name).ok_or(ApiError::NotFound("model"))?;
+                api::json(StatusCode::OK, &models::retrieve(&shared.llm, &shared.config, &id).await?)
+            }
             // A model's id is `backend/model`: its `/` is a path separator here.
             (["models", backend, name], &Method::GET) => {
                 let id = format!("{backend}/{name}");

@@ -113,7 +113,7 @@ pub struct CreateSession {
     #[serde(default)]
     pub title: Option<String>,
     /// Defaults to the deployment's default model.
-    #[schema(max_length = 128, example = "gemma3:270m")]
+    #[schema(max_length = 128, example = "smollm2:135m")]
     #[serde(default)]
     pub model: Option<String>,
     #[schema(max_length = 16000, example = "You are a concise travel assistant.")]

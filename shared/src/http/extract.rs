@@ -17,6 +17,28 @@ pub fn segments_after<'a>(req: &'a Request, anchor: &str) -> Option<Vec<&'a str>
     Some(segments.collect())
 }
 
+/// A path segment with its `%XX` escapes decoded (a model id's `/` sent as
+/// `%2F`); `None` when the escapes do not make UTF-8.
+pub fn decode_segment(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push(hi * 16 + lo);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// The JSON body as `T`. An empty body reads as `{}`, so optional bodies work.
 /// The body is read as JSON whatever its `content-type` says: clients such as
 /// `curl -d` label JSON as a form, and the body is what matters.
@@ -70,4 +92,15 @@ pub fn message_id(segment: &str) -> Result<Uuid, ApiError> {
 /// `order`: `asc` (the default) or `desc`.
 pub fn order(req: &Request) -> Result<Order, ApiError> {
     Order::parse(query_param(req, "order").as_deref()).map_err(ApiError::bad_request)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn escaped_segments_decode() {
+        assert_eq!(super::decode_segment("ollama%2Fsmollm2%3A135m").as_deref(), Some("ollama/smollm2:135m"));
+        assert_eq!(super::decode_segment("plain:1b").as_deref(), Some("plain:1b"));
+        assert_eq!(super::decode_segment("100%").as_deref(), Some("100%"));
+        assert_eq!(super::decode_segment("%FF"), None);
+    }
 }

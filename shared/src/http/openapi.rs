@@ -468,7 +468,7 @@ fn v1_models() {}
 
 #[utoipa::path(
     get, path = "/v1/models/{model}", tag = "openai",
-    params(("model" = String, Path, max_length = 128, description = "A model of the default backend, e.g. `gemma3:270m`")),
+    params(("model" = String, Path, max_length = 128, description = "A model of the default backend, e.g. `smollm2:135m`")),
     responses(
         (status = 200, description = "`{id, object: \"model\", created, owned_by}`", body = JsonObject),
         (status = 401, description = "Missing or bad API key", body = OpenAiError),
@@ -482,7 +482,7 @@ fn v1_model() {}
     get, path = "/v1/models/{backend}/{model}", tag = "openai",
     params(
         ("backend" = String, Path, max_length = 32, description = "A backend's name, e.g. `ollama`"),
-        ("model" = String, Path, max_length = 128, description = "The backend's model, e.g. `gemma3:270m`"),
+        ("model" = String, Path, max_length = 128, description = "The backend's model, e.g. `smollm2:135m`"),
     ),
     responses(
         (status = 200, description = "`{id, object: \"model\", created, owned_by}`; `id` is `backend/model`", body = JsonObject),

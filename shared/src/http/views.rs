@@ -16,7 +16,7 @@ pub struct SessionView {
     pub id: Uuid,
     #[schema(max_length = 200, example = "Trip to Lisbon")]
     pub title: String,
-    #[schema(example = "gemma3:270m")]
+    #[schema(example = "smollm2:135m")]
     pub model: String,
     #[schema(max_length = 16000)]
     pub system_prompt: Option<String>,

@@ -81,7 +81,7 @@ pub enum ChatEvent {
 pub struct ModelInfo {
     /// The name a session or request uses: `backend/model`; the default
     /// backend's models also answer to their bare name.
-    #[schema(example = "ollama/gemma3:270m")]
+    #[schema(example = "ollama/smollm2:135m")]
     pub name: String,
     /// The backend that serves it.
     #[serde(default)]

@@ -182,6 +182,7 @@ impl OpenAiClient {
             first_output_at: None,
             finish_reason: None,
             usage: None,
+            text_pieces: 0,
             thinking_pieces: 0,
             finished: false,
         })
@@ -280,6 +281,9 @@ pub struct ChatStream {
     first_output_at: Option<Instant>,
     finish_reason: Option<String>,
     usage: Option<WireUsage>,
+    /// Pieces of text and of thinking seen: about one token each, the count
+    /// given when the server reports no usage (llama.cpp's server streams none).
+    text_pieces: u64,
     thinking_pieces: u64,
     finished: bool,
 }
@@ -334,6 +338,7 @@ impl ChatStream {
             let Some(delta) = choice.delta else { continue };
             if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
                 self.first_output_at.get_or_insert_with(Instant::now);
+                self.text_pieces += 1;
                 event = Some(ChatEvent::Delta(text));
             } else if let Some(text) = delta.reasoning_content.or(delta.reasoning).filter(|t| !t.is_empty()) {
                 self.first_output_at.get_or_insert_with(Instant::now);
@@ -348,9 +353,10 @@ impl ChatStream {
         let ms = |d: Duration| d.as_millis() as u64;
         let now = Instant::now();
         let first = self.first_output_at.unwrap_or(now);
+        // Without a usage report, the prompt's size is unknown (0) and the reply counts its pieces.
         let (prompt_tokens, completion_tokens, reported_thinking) = match &self.usage {
             Some(u) => (u.prompt_tokens, u.completion_tokens, u.completion_tokens_details.as_ref().and_then(|d| d.reasoning_tokens)),
-            None => (0, 0, None),
+            None => (0, self.text_pieces + self.thinking_pieces, None),
         };
         let thinking_tokens = reported_thinking.unwrap_or(self.thinking_pieces);
         ChatEvent::Done(Completion {
