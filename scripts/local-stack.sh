@@ -63,14 +63,20 @@ PY
 
 # Writes the functions' env file: NAME=VALUE arguments, one line per name, the
 # last value given for a name winning. An env file rather than --env-var, which
-# splits values on commas (a list of CORS origins).
+# splits values on commas (a list of CORS origins, of backends). Values are
+# single-quoted, so the file's parser takes them literally (a backend list
+# holds `=` and `:`); a value with a single quote of its own is refused.
 write_env_file() { # FILE NAME=VALUE...
-    local file=$1
+    local file=$1 arg
     shift
+    for arg in "$@"; do
+        [[ ${arg#*=} != *"'"* ]] || die "a setting for the functions cannot hold a single quote: ${arg%%=*}"
+    done
     printf '%s\n' "$@" | awk '{
-        name = substr($0, 1, index($0, "=") - 1)
+        at = index($0, "=")
+        name = substr($0, 1, at - 1)
         if (!(name in value)) order[n++] = name
-        value[name] = $0
+        value[name] = name "='"'"'" substr($0, at + 1) "'"'"'"
     } END { for (i = 0; i < n; i++) print value[order[i]] }' >"$file"
 }
 
