@@ -2,11 +2,11 @@
 //! in layers that only point down (a test, `layers`, keeps it so):
 //!
 //! 1. [`domain`]: sessions, messages, ids, time, options, error codes, limits;
-//! 2. [`config`] and [`telemetry`]: read once at cold start; and the ports the
+//! 2. [`config`], [`telemetry`] and [`metrics`]: read once at cold start, logs and metrics; and the ports the
 //!    use cases ask for: [`store`] (repository traits) and [`llm`] (the
 //!    [`ChatModel`](llm::ChatModel) trait);
 //! 3. use cases: [`sessions`], [`chat`], [`auth`] (API keys), [`health`];
-//! 4. adapters: [`store::dynamo`] (DynamoDB) and [`llm::ollama`] (Ollama);
+//! 4. adapters: [`store::dynamo`] (DynamoDB) and [`llm::backends`] (Ollama, OpenAI-compatible);
 //! 5. [`http`]: serve, extractors, problem+json, SSE, OpenAPI; and [`App`],
 //!    which wires one of each together at cold start.
 
@@ -18,6 +18,7 @@ pub mod domain;
 pub mod health;
 pub mod http;
 pub mod llm;
+pub mod metrics;
 pub mod sessions;
 pub mod store;
 pub mod telemetry;

@@ -14,6 +14,7 @@ const PARTS: &[(&str, u8)] = &[
     // 1: what is read once at cold start, and the ports the use cases ask for.
     ("config", 1),
     ("telemetry", 1),
+    ("metrics", 1),
     ("store", 1),
     ("llm", 1),
     // 2: use cases.
