@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+pub use crate::domain::QuotaLimits;
+
 /// Default table name, used locally; the SAM template always sets it.
 pub const DEFAULT_TABLE_NAME: &str = "llmchat";
 /// Where Ollama listens when `OLLAMA_URL` is not set.
@@ -37,6 +39,59 @@ pub const DEFAULT_MAX_NUM_PREDICT: u32 = 8192;
 
 /// Most backends one deployment may name.
 pub const MAX_BACKENDS: usize = 16;
+
+/// Default quotas per owner: replies generated at once (across all sessions),
+/// requests that call a model per minute, tokens (prompt + completion,
+/// thinking included) per UTC day and per UTC month. Finite by default, so a
+/// fresh deployment and `make dev` are protected alike; each is set per
+/// deployment (`LLMCHAT_QUOTA_*`) and per owner (`llmchat-admin quota`).
+pub const DEFAULT_QUOTA_ACTIVE_REPLIES: u64 = 8;
+pub const DEFAULT_QUOTA_REQUESTS_PER_MINUTE: u64 = 60;
+pub const DEFAULT_QUOTA_TOKENS_PER_DAY: u64 = 1_000_000;
+pub const DEFAULT_QUOTA_TOKENS_PER_MONTH: u64 = 20_000_000;
+
+/// AWS list prices (arm64 Lambda, DynamoDB on demand, us-east-1, USD) used for
+/// cost estimates unless `LLMCHAT_PRICE_*` says otherwise.
+pub const DEFAULT_PRICE_LAMBDA_GB_SECOND: f64 = 0.000_013_333_4;
+pub const DEFAULT_PRICE_LAMBDA_MILLION_REQUESTS: f64 = 0.20;
+pub const DEFAULT_PRICE_DYNAMODB_MILLION_READS: f64 = 0.125;
+pub const DEFAULT_PRICE_DYNAMODB_MILLION_WRITES: f64 = 0.625;
+/// Memory of the function that generates a reply when Lambda does not say
+/// (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`), in MB: the template's default.
+pub const DEFAULT_FUNCTION_MEMORY_MB: u64 = 256;
+
+/// A model's price, USD per million tokens (thinking is billed as output).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelPrice {
+    /// A pattern over `backend/model`, `*` matching anything.
+    pub pattern: String,
+    pub input_per_million: f64,
+    pub output_per_million: f64,
+}
+
+/// What a reply costs to run, for estimates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prices {
+    /// `LLMCHAT_MODEL_PRICES`: `pattern=input:output`, comma-separated; the first match wins.
+    pub models: Vec<ModelPrice>,
+    /// `LLMCHAT_PRICE_LAMBDA_GB_SECOND`
+    pub lambda_gb_second: f64,
+    /// `LLMCHAT_PRICE_LAMBDA_MILLION_REQUESTS`
+    pub lambda_million_requests: f64,
+    /// `LLMCHAT_PRICE_DYNAMODB_MILLION_READS`
+    pub dynamodb_million_reads: f64,
+    /// `LLMCHAT_PRICE_DYNAMODB_MILLION_WRITES`
+    pub dynamodb_million_writes: f64,
+    /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE` (set by Lambda), in MB.
+    pub function_memory_mb: u64,
+}
+
+impl Prices {
+    /// The price of `model` (`backend/model`), if one is configured.
+    pub fn model(&self, qualified: &str) -> Option<&ModelPrice> {
+        self.models.iter().find(|p| pattern_matches(&p.pattern, qualified))
+    }
+}
 
 /// Which dialect a backend speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,6 +226,10 @@ pub struct Config {
     /// `LLMCHAT_DEFAULT_MODEL`
     pub default_model: String,
     pub policy: ModelPolicy,
+    /// `LLMCHAT_QUOTA_ACTIVE_REPLIES`, `…_REQUESTS_PER_MINUTE`, `…_TOKENS_PER_DAY`,
+    /// `…_TOKENS_PER_MONTH`: every owner's quotas unless overridden for the owner.
+    pub quotas: QuotaLimits,
+    pub prices: Prices,
     /// `LLMCHAT_AUTH_MODE`: `api_key` (default) or `authorizer`.
     pub auth_mode: AuthMode,
     /// `LLMCHAT_CORS_ORIGINS`: empty (default), `*`, or a comma-separated list.
@@ -265,6 +324,19 @@ impl Config {
             value => number("LLMCHAT_MAX_REPLY_TOKENS", value, 1, 131_072)? as u32,
         };
         let policy = policy(&get, max_context_tokens, max_reply_tokens)?;
+        let quota = |var: &str, default: u64| -> Result<u64, ConfigError> {
+            match get(var) {
+                None => Ok(default),
+                value => number(var, value, 1, u64::MAX / 4),
+            }
+        };
+        let quotas = QuotaLimits {
+            active_replies: quota("LLMCHAT_QUOTA_ACTIVE_REPLIES", DEFAULT_QUOTA_ACTIVE_REPLIES)?,
+            requests_per_minute: quota("LLMCHAT_QUOTA_REQUESTS_PER_MINUTE", DEFAULT_QUOTA_REQUESTS_PER_MINUTE)?,
+            tokens_per_day: quota("LLMCHAT_QUOTA_TOKENS_PER_DAY", DEFAULT_QUOTA_TOKENS_PER_DAY)?,
+            tokens_per_month: quota("LLMCHAT_QUOTA_TOKENS_PER_MONTH", DEFAULT_QUOTA_TOKENS_PER_MONTH)?,
+        };
+        let prices = prices(&get)?;
         Ok(Config {
             table_name,
             dynamodb_endpoint,
@@ -272,6 +344,8 @@ impl Config {
             default_backend,
             default_model,
             policy,
+            quotas,
+            prices,
             auth_mode,
             cors_origins,
             session_ttl,
@@ -463,6 +537,39 @@ fn policy(get: &impl Fn(&str) -> Option<String>, max_context_tokens: u32, max_re
     Ok(ModelPolicy { allowed_models, max_num_predict, context_sizes })
 }
 
+fn prices(get: &impl Fn(&str) -> Option<String>) -> Result<Prices, ConfigError> {
+    let price = |var: &str, default: f64| -> Result<f64, ConfigError> {
+        match get(var) {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<f64>()
+                .ok()
+                .filter(|p| p.is_finite() && *p >= 0.0)
+                .ok_or_else(|| invalid(var, "must be a price in USD, 0 or more")),
+        }
+    };
+    const VAR: &str = "LLMCHAT_MODEL_PRICES";
+    let mut models = Vec::new();
+    for entry in get(VAR).unwrap_or_default().split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let shape = "entries are `pattern=input:output`, USD per million tokens";
+        let (pattern, rates) = entry.split_once('=').ok_or_else(|| invalid(VAR, shape))?;
+        let (input, output) = rates.split_once(':').ok_or_else(|| invalid(VAR, shape))?;
+        let rate = |r: &str| r.trim().parse::<f64>().ok().filter(|p| p.is_finite() && *p >= 0.0).ok_or_else(|| invalid(VAR, shape));
+        models.push(ModelPrice { pattern: pattern.trim().to_owned(), input_per_million: rate(input)?, output_per_million: rate(output)? });
+    }
+    Ok(Prices {
+        models,
+        lambda_gb_second: price("LLMCHAT_PRICE_LAMBDA_GB_SECOND", DEFAULT_PRICE_LAMBDA_GB_SECOND)?,
+        lambda_million_requests: price("LLMCHAT_PRICE_LAMBDA_MILLION_REQUESTS", DEFAULT_PRICE_LAMBDA_MILLION_REQUESTS)?,
+        dynamodb_million_reads: price("LLMCHAT_PRICE_DYNAMODB_MILLION_READS", DEFAULT_PRICE_DYNAMODB_MILLION_READS)?,
+        dynamodb_million_writes: price("LLMCHAT_PRICE_DYNAMODB_MILLION_WRITES", DEFAULT_PRICE_DYNAMODB_MILLION_WRITES)?,
+        function_memory_mb: match get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") {
+            None => DEFAULT_FUNCTION_MEMORY_MB,
+            value => number("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", value, 128, 10_240)?,
+        },
+    })
+}
+
 fn invalid(var: &str, reason: &str) -> ConfigError {
     ConfigError { var: var.to_owned(), reason: reason.to_owned() }
 }
@@ -556,6 +663,10 @@ mod tests {
             ("LLMCHAT_ALLOWED_CONTEXT_SIZES", "4096,huge"),
             ("LLMCHAT_BACKEND_OLLAMA_IDLE_TIMEOUT_MS", "0"),
             ("LLMCHAT_BACKEND_KEY_PARAMS", "nobody=/llmchat/key"),
+            ("LLMCHAT_QUOTA_ACTIVE_REPLIES", "0"),
+            ("LLMCHAT_QUOTA_TOKENS_PER_DAY", "lots"),
+            ("LLMCHAT_MODEL_PRICES", "hosted/*=0.15"),
+            ("LLMCHAT_PRICE_DYNAMODB_MILLION_READS", "-1"),
         ] {
             let err = config(&[(var, value)]).expect_err(var);
             assert_eq!(err.var, var);
@@ -610,6 +721,25 @@ mod tests {
         assert!(c.check_options(&options(r#"{"num_predict": 2049}"#)).unwrap_err().contains("LLMCHAT_MAX_NUM_PREDICT"));
         assert!(c.check_options(&options(r#"{"num_ctx": 3000}"#)).unwrap_err().contains("LLMCHAT_ALLOWED_CONTEXT_SIZES"));
         assert!(c.check_options(&options(r#"{"num_ctx": 65536}"#)).unwrap_err().contains("LLMCHAT_MAX_CONTEXT_TOKENS"));
+    }
+
+    #[test]
+    fn quotas_and_prices_have_finite_defaults_and_are_set_per_deployment() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.quotas.active_replies, DEFAULT_QUOTA_ACTIVE_REPLIES);
+        assert_eq!(c.quotas.tokens_per_month, DEFAULT_QUOTA_TOKENS_PER_MONTH);
+        assert!(c.prices.models.is_empty());
+        let c = config(&[
+            ("LLMCHAT_QUOTA_ACTIVE_REPLIES", "2"),
+            ("LLMCHAT_QUOTA_REQUESTS_PER_MINUTE", "5"),
+            ("LLMCHAT_MODEL_PRICES", "hosted/gpt-4o-mini=0.15:0.60, *=0:0"),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512"),
+        ])
+        .unwrap();
+        assert_eq!((c.quotas.active_replies, c.quotas.requests_per_minute), (2, 5));
+        assert_eq!(c.prices.model("hosted/gpt-4o-mini").map(|p| p.output_per_million), Some(0.60));
+        assert_eq!(c.prices.model("ollama/smollm2:135m").map(|p| p.input_per_million), Some(0.0));
+        assert_eq!(c.prices.function_memory_mb, 512);
     }
 
     #[test]

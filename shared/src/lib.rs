@@ -5,7 +5,7 @@
 //! 2. [`config`], [`telemetry`] and [`metrics`]: read once at cold start, logs and metrics; and the ports the
 //!    use cases ask for: [`store`] (repository traits) and [`llm`] (the
 //!    [`ChatModel`](llm::ChatModel) trait);
-//! 3. use cases: [`sessions`], [`chat`], [`auth`] (API keys), [`health`];
+//! 3. use cases: [`sessions`], [`chat`], [`auth`] (API keys), [`health`], [`usage`];
 //! 4. adapters: [`store::dynamo`] (DynamoDB) and [`llm::backends`] (Ollama, OpenAI-compatible);
 //! 5. [`http`]: serve, extractors, problem+json, SSE, OpenAPI; and [`App`],
 //!    which wires one of each together at cold start.
@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod sessions;
 pub mod store;
 pub mod telemetry;
+pub mod usage;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 

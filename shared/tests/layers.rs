@@ -22,6 +22,7 @@ const PARTS: &[(&str, u8)] = &[
     ("chat", 2),
     ("health", 2),
     ("sessions", 2),
+    ("usage", 2),
     // 3: adapters.
     ("store::dynamo", 3),
     ("llm::backends", 3),

@@ -26,6 +26,7 @@ mod durable;
 mod health;
 mod helpers;
 mod openai;
+mod quotas;
 mod reasoning;
 mod routes;
 mod schema;

@@ -144,7 +144,8 @@ async fn the_allow_list_refuses_with_422_naming_the_limit_and_changes_nothing() 
         stream(&t, &session, body).await.assert_problem(422, "not_allowed");
     }
     let r = t.send(Method::POST, "/v1/chat/completions", Some(r#"{"model": "qwen3:8b", "messages": [{"role": "user", "content": "hi"}]}"#)).await;
-    assert_eq!(r.status.as_u16(), 422, "{}", r.text);
+    assert_eq!(r.status.as_u16(), 400, "{}", r.text);
+    assert_eq!(r.body["error"]["code"], "not_allowed");
     assert!(r.body["error"]["message"].as_str().unwrap().contains("LLMCHAT_ALLOWED_MODELS"));
     assert!(t.history(&session).await.is_empty(), "a refused send stores nothing");
     assert!(llm.requests().is_empty(), "nothing reached the model");

@@ -44,7 +44,7 @@ where
         let body: &[u8] = req.body().as_ref();
         let method = req.method().clone();
         match (segments.as_slice(), &method) {
-            (["chat", "completions"], &Method::POST) => chat::create(&*shared, body, &request_id).await,
+            (["chat", "completions"], &Method::POST) => chat::create(shared.clone(), &owner, body, &request_id).await,
             (["models"], &Method::GET) => api::json(StatusCode::OK, &models::list(&shared.llm).await?),
             (["models", name], &Method::GET) => {
                 let id = api::decode_segment(name).ok_or(ApiError::NotFound("model"))?;

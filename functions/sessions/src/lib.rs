@@ -1,16 +1,27 @@
 //! The session resource: `GET /sessions`; `GET`, `PATCH`, `DELETE` on
-//! `/sessions/{id}`; and the history, `GET /sessions/{id}/messages`.
+//! `/sessions/{id}`; the history, `GET /sessions/{id}/messages`; and the
+//! caller's usage and quotas, `GET /usage`.
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use llmchat::domain::{Page, Timestamp};
 use llmchat::http::views::{MessageView, SessionView};
 use llmchat::store::Store;
-use llmchat::{ApiError, App, http as api, sessions};
+use llmchat::{ApiError, App, http as api, sessions, usage};
 
 pub async fn handle<S: Store, M>(app: &App<S, M>, req: Request) -> Result<Response<Body>, lambda_http::Error> {
     api::serve(&app.config, req, |req| async move {
         let owner = api::auth::authenticate(app.config.auth_mode, &app.store, &req).await?;
+        // `/usage` (behind any stage prefix), not a path that merely contains the word.
+        if api::segments_after(&req, "sessions").is_none() && api::segments_after(&req, "usage").is_some_and(|rest| rest.is_empty()) {
+            if req.method() != Method::GET {
+                return Err(api::method_not_allowed(req.method()));
+            }
+            let now = Timestamp::now();
+            let (from, to, group_by) = (api::query_param(&req, "from"), api::query_param(&req, "to"), api::query_param(&req, "group_by"));
+            let period = usage::period(from.as_deref(), to.as_deref(), group_by.as_deref(), now)?;
+            return api::json(StatusCode::OK, &usage::report(&app.store, &app.config, &owner, period, now).await?);
+        }
         let segments = api::segments_after(&req, "sessions").ok_or(ApiError::NotFound("route"))?;
         match segments.as_slice() {
             [] => match *req.method() {

@@ -4,19 +4,37 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::context;
+use super::quota::{self, Claimed};
 use super::{Begun, ChatError, LEASE_GRACE, Pending};
 use crate::config::Config;
 use crate::domain::limits::MAX_HISTORY_MESSAGES;
 use crate::domain::{Message, MessageStatus, ModelOptions, OwnerId, SendMessage, Timestamp};
 use crate::llm::ChatRequest;
-use crate::store::{BeginError, IdempotencyRecord, MessageRepository};
+use crate::store::meter::{Meter, metered};
+use crate::store::{BeginError, IdempotencyRecord, MessageRepository, QuotaRepository};
 
-pub async fn begin<S: MessageRepository>(
+/// Checks the send, fits the context and stores the exchange with the owner's
+/// quota claim (all or nothing); the DynamoDB capacity it uses is counted on
+/// the reply's meter.
+pub async fn begin<S: MessageRepository + QuotaRepository>(
     store: &S,
     config: &Config,
     owner: &OwnerId,
     session_id: Uuid,
     input: SendMessage,
+) -> Result<Begun, ChatError> {
+    let meter = Meter::new();
+    // Boxed: the send path's futures nest deeply, and a debug build's stack is small.
+    metered(meter.clone(), Box::pin(begin_metered(store, config, owner, session_id, input, meter))).await
+}
+
+async fn begin_metered<S: MessageRepository + QuotaRepository>(
+    store: &S,
+    config: &Config,
+    owner: &OwnerId,
+    session_id: Uuid,
+    input: SendMessage,
+    meter: std::sync::Arc<Meter>,
 ) -> Result<Begun, ChatError> {
     input.validate().map_err(|e| ChatError::Invalid(e.0))?;
     let fingerprint = fingerprint(&input);
@@ -70,18 +88,37 @@ pub async fn begin<S: MessageRepository>(
         reply_seq: reply.seq,
     });
 
-    match store.begin_exchange(&session, expected_seq, &user, &reply, idempotency.as_ref(), abandoned).await {
-        Ok(()) => {}
-        Err(BeginError::Duplicate) => {
-            let id = input.client_message_id.as_deref().unwrap_or_default();
-            return replay(store, session_id, id, &fingerprint).await;
+    let limits = quota::limits(store, config, owner).await?;
+    let prompt_estimate = quota::reserve(&fitted.turns, 0);
+    let claim = quota::claim(owner, limits, quota::reply_slot(session_id, reply.seq), prompt_estimate + u64::from(reserve), now)?;
+    let mut freed = false;
+    loop {
+        match store.begin_exchange(&session, expected_seq, &user, &reply, idempotency.as_ref(), abandoned, &claim).await {
+            Ok(()) => break,
+            Err(BeginError::Duplicate) => {
+                let id = input.client_message_id.as_deref().unwrap_or_default();
+                return replay(store, session_id, id, &fingerprint).await;
+            }
+            Err(BeginError::Busy) => return Err(ChatError::ReplyInProgress),
+            // Places held by replies whose writer died are freed, once, before refusing.
+            Err(BeginError::Quota(crate::domain::Quota::ActiveReplies)) if !freed && quota::free_dead_slots(store, owner).await? => {
+                freed = true;
+            }
+            Err(BeginError::Quota(q)) => return Err(quota::refusal(q, now)),
+            Err(BeginError::Store(e)) => return Err(e.into()),
         }
-        Err(BeginError::Busy) => return Err(ChatError::ReplyInProgress),
-        Err(BeginError::Store(e)) => return Err(e.into()),
     }
     tracing::info!(user_seq = user.seq, reply_seq = reply.seq, truncated = fitted.truncated, "exchange stored");
+    let (backend, bare) = config.resolve_model(&model);
+    let claimed = Claimed {
+        claim,
+        meter,
+        session: session_id.to_string(),
+        model: format!("{backend}/{bare}"),
+        backend: backend.to_owned(),
+    };
     let request = ChatRequest { model, messages: fitted.turns, options };
-    Ok(Begun::New(Pending { user, reply, request }))
+    Ok(Begun::New(Pending { user, reply, request, claimed, prompt_estimate }))
 }
 
 /// The original exchange behind a repeated `client_message_id`.

@@ -2,11 +2,13 @@
 
 use tokio::time::Instant;
 
+use super::quota::{self, Claimed};
 use super::{ChatError, Delta, LEASE_GRACE, LEASE_RENEW_INTERVAL, LOG_FLUSH_BYTES, LOG_FLUSH_INTERVAL, Pending};
 use crate::config::Config;
 use crate::domain::limits::MAX_REPLY_BYTES;
 use crate::domain::{Message, MessageStatus, Timestamp};
 use crate::llm::{ChatEvent, ChatModel, Completion, LlmError, ReplyStream, TimeoutPhase};
+use crate::store::meter::metered;
 use crate::store::{LogPart, MessageRepository, StoreError};
 
 /// A reply's outcome: the reply as it ended, and what went wrong, if anything.
@@ -70,9 +72,22 @@ pub async fn generate<S: MessageRepository, M: ChatModel>(
     llm: &M,
     config: &Config,
     pending: Pending,
+    on_delta: impl FnMut(Delta<'_>),
+) -> Generated {
+    let meter = pending.claimed.meter.clone();
+    metered(meter, Box::pin(generate_metered(store, llm, config, pending, on_delta))).await
+}
+
+async fn generate_metered<S: MessageRepository, M: ChatModel>(
+    store: &S,
+    llm: &M,
+    config: &Config,
+    pending: Pending,
     mut on_delta: impl FnMut(Delta<'_>),
 ) -> Generated {
-    let Pending { mut reply, request, .. } = pending;
+    let Pending { mut reply, request, claimed, prompt_estimate, .. } = pending;
+    let started = Instant::now();
+    let mut first_output: Option<Instant> = None;
     let mut log = Log { flushed: 0, next_part: 0, waiting_since: None, last_write: Instant::now() };
     let stop = match llm.chat_stream(&request).await {
         Err(e) => Stop::Failed(e),
@@ -91,6 +106,7 @@ pub async fn generate<S: MessageRepository, M: ChatModel>(
                         Some(Ok(ChatEvent::Progress)) => false,
                         Some(Ok(ChatEvent::Thinking(_))) if !reply.content.is_empty() => false,
                         Some(Ok(event @ (ChatEvent::Thinking(_) | ChatEvent::Delta(_)))) => {
+                            first_output.get_or_insert_with(Instant::now);
                             match &event {
                                 ChatEvent::Thinking(text) => {
                                     reply.thinking.push_str(text);
@@ -123,7 +139,15 @@ pub async fn generate<S: MessageRepository, M: ChatModel>(
             }
         }
     };
-    finish(store, reply, stop).await
+    let timing = Timing { started, first_output, ended: Instant::now() };
+    finish(store, reply, stop, &claimed, prompt_estimate, timing).await
+}
+
+/// When a generation began, first produced something, and ended.
+struct Timing {
+    started: Instant,
+    first_output: Option<Instant>,
+    ended: Instant,
 }
 
 /// Appends the waiting text (if any) and renews the lease. `Some` when the
@@ -157,6 +181,29 @@ async fn append<S: MessageRepository>(store: &S, config: &Config, reply: &mut Me
     }
 }
 
+/// The reply's metrics: time to first output, tokens per second, how it ended.
+fn report(reply: &Message, claimed: &Claimed, timing: &Timing, error: Option<&LlmError>) {
+    let usage = reply.usage.clone().unwrap_or_default();
+    let rate = timing.first_output.and_then(|first| {
+        let secs = (timing.ended - first).as_secs_f64();
+        (secs > 0.0 && usage.completion_tokens > 1).then(|| (usage.completion_tokens - 1) as f64 / secs)
+    });
+    let status = serde_json::to_value(reply.status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    crate::metrics::reply_ended(&crate::metrics::ReplyMetrics {
+        backend: &claimed.backend,
+        model: &claimed.model,
+        status: &status,
+        time_to_first_token_ms: timing.first_output.map(|t| (t - timing.started).as_millis() as u64),
+        tokens_per_second: rate,
+        prompt_tokens: usage.prompt_tokens,
+        completion_tokens: usage.completion_tokens,
+        thinking_tokens: usage.thinking_tokens,
+    });
+    if let Some(err) = error {
+        crate::metrics::backend_error(&claimed.backend, err.code().as_str());
+    }
+}
+
 /// Bytes of the reply so far: its thinking, then its content.
 fn reply_len(reply: &Message) -> usize {
     reply.thinking.len() + reply.content.len()
@@ -175,8 +222,16 @@ async fn why_refused<S: MessageRepository>(store: &S, reply: &Message) -> Stop {
     }
 }
 
-/// Stores how the reply ended (unless it is no longer this generator's).
-async fn finish<S: MessageRepository>(store: &S, mut reply: Message, stop: Stop) -> Generated {
+/// Stores how the reply ended (unless it is no longer this generator's),
+/// settling its quota claim in the same write, and reports its metrics.
+async fn finish<S: MessageRepository>(
+    store: &S,
+    mut reply: Message,
+    stop: Stop,
+    claimed: &Claimed,
+    prompt_estimate: u64,
+    timing: Timing,
+) -> Generated {
     reply.completed_at = Some(Timestamp::now());
     reply.lease_until = None;
     let mut llm_error = None;
@@ -206,9 +261,15 @@ async fn finish<S: MessageRepository>(store: &S, mut reply: Message, stop: Stop)
             return Generated { superseded: !gone, reply, llm_error, save_error };
         }
     }
+    let generation_ms = (timing.ended - timing.started).as_millis() as u64;
+    let (settlement, spend) =
+        quota::settlement(claimed, reply.usage.as_ref(), &reply.thinking, &reply.content, prompt_estimate, generation_ms);
+    reply.spend = Some(spend);
+    report(&reply, claimed, &timing, llm_error.as_ref());
     // If this fails, the client is told so; the lease makes the stored reply
-    // read back as `incomplete`, with the text of its log.
-    let save_error = store.finish_reply(&reply).await.err();
+    // read back as `incomplete`, with the text of its log (and its place
+    // among the owner's replies in progress is freed by a later claim).
+    let save_error = store.finish_reply(&reply, &settlement).await.err();
     if let Some(e) = &save_error {
         tracing::error!(error = %e, "could not store the final reply");
     }

@@ -29,6 +29,7 @@ mod begin;
 mod control;
 pub mod context;
 mod generate;
+pub mod quota;
 mod relay;
 
 pub use begin::begin;
@@ -36,7 +37,7 @@ pub use control::{
     CANCEL_WAIT, Cancelled, FOLLOW_POLL_INTERVAL, Followed, Position, cancel, check_position, delete_exchange, follow, locate_reply,
 };
 pub use generate::{Generated, generate};
-pub use relay::{relay, stateless_request};
+pub use relay::{StatelessClaim, claim_stateless, relay, settle_stateless, stateless_request};
 
 /// Longest time new text waits before it is appended to the reply's log: a
 /// crash loses at most this much, and a follower lags by about this much.
@@ -63,6 +64,10 @@ pub struct Pending {
     pub user: Message,
     pub reply: Message,
     request: ChatRequest,
+    /// The owner's quota claim this reply settles when it ends.
+    claimed: quota::Claimed,
+    /// The prompt's estimated tokens (what is settled when the backend reports none).
+    prompt_estimate: u64,
 }
 
 /// What a send turned out to be.
@@ -92,6 +97,9 @@ pub enum ChatError {
     /// The model or an option is beyond what this deployment offers; names the limit.
     #[error("{0}")]
     NotAllowed(String),
+    /// The owner is at a quota's limit: nothing was stored.
+    #[error("quota {} reached; try again in {retry_after} s", quota.as_str())]
+    QuotaExceeded { quota: crate::domain::Quota, retry_after: u64 },
     /// The new message cannot fit in the model's context even alone.
     #[error("{0}")]
     ContextOverflow(String),

@@ -3,10 +3,13 @@
 //! send, relayed to the model and back.
 
 use super::context::estimate_tokens;
+use super::quota::{self, Claimed};
 use super::{ChatError, Delta};
 use crate::config::Config;
 use crate::domain::limits::{MAX_HISTORY_MESSAGES, MAX_MESSAGE_CHARS, MAX_REPLY_BYTES};
-use crate::domain::{ModelOptions, validate_model_name};
+use crate::domain::{ModelOptions, OwnerId, STATELESS_SESSION, Timestamp, Usage, validate_model_name};
+use crate::store::meter::{Meter, metered};
+use crate::store::{BeginError, MessageRepository, QuotaRepository};
 #[cfg(doc)]
 use crate::llm::ChatModel;
 use crate::llm::{ChatEvent, ChatRequest, ChatTurn, Completion, LlmError, ReplyStream};
@@ -67,4 +70,63 @@ pub async fn relay(mut stream: impl ReplyStream, mut on_delta: impl FnMut(Delta<
         }
     }
     Err(LlmError::Failed("the stream ended without a result".to_owned()))
+}
+
+/// A stateless call's quota claim, taken before the model is called.
+#[derive(Debug)]
+pub struct StatelessClaim {
+    claimed: Claimed,
+    prompt_estimate: u64,
+    started: std::time::Instant,
+}
+
+/// Takes the owner's quota claim for `request` (a place, a request of the
+/// minute, its reserve of tokens); `QuotaExceeded` names the quota at its limit.
+pub async fn claim_stateless<S: QuotaRepository + MessageRepository>(
+    store: &S,
+    config: &Config,
+    owner: &OwnerId,
+    request: &ChatRequest,
+) -> Result<StatelessClaim, ChatError> {
+    let meter = Meter::new();
+    metered(meter.clone(), async {
+        let now = Timestamp::now();
+        let limits = quota::limits(store, config, owner).await?;
+        let prompt_estimate = quota::reserve(&request.messages, 0);
+        let reserve = prompt_estimate + u64::from(request.options.num_predict.unwrap_or(config.max_reply_tokens));
+        let claim = quota::claim(owner, limits, quota::stateless_slot(now), reserve, now)?;
+        let mut freed = false;
+        loop {
+            match store.claim(&claim).await {
+                Ok(()) => break,
+                Err(BeginError::Quota(crate::domain::Quota::ActiveReplies)) if !freed && quota::free_dead_slots(store, owner).await? => {
+                    freed = true;
+                }
+                Err(BeginError::Quota(q)) => return Err(quota::refusal(q, now)),
+                Err(BeginError::Store(e)) => return Err(e.into()),
+                Err(BeginError::Busy | BeginError::Duplicate) => return Err(ChatError::ReplyInProgress),
+            }
+        }
+        let (backend, bare) = config.resolve_model(&request.model);
+        let claimed = Claimed {
+            claim,
+            meter: meter.clone(),
+            session: STATELESS_SESSION.to_owned(),
+            model: format!("{backend}/{bare}"),
+            backend: backend.to_owned(),
+        };
+        Ok(StatelessClaim { claimed, prompt_estimate, started: std::time::Instant::now() })
+    })
+    .await
+}
+
+/// Settles a stateless call that ended with `usage` (when the backend
+/// reported it) after writing `thinking` and `content`. A failure is logged:
+/// the call has been answered already.
+pub async fn settle_stateless<S: QuotaRepository>(store: &S, claim: StatelessClaim, usage: Option<&Usage>, thinking: &str, content: &str) {
+    let generation_ms = claim.started.elapsed().as_millis() as u64;
+    let (settlement, _) = quota::settlement(&claim.claimed, usage, thinking, content, claim.prompt_estimate, generation_ms);
+    if let Err(e) = metered(claim.claimed.meter.clone(), store.settle(&settlement)).await {
+        tracing::warn!(error = %e, "could not settle a stateless call's quota claim");
+    }
 }

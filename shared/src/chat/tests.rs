@@ -16,7 +16,11 @@ use crate::domain::{ErrorCode, MessageStatus, Order, OwnerId, Role, SendMessage,
 use crate::llm::{ChatEvent, Completion};
 use crate::domain::Message;
 use crate::store::dynamo::DynamoStore;
-use crate::store::{BeginError, IdempotencyRecord, Listed, LogPart, MessageRepository, SendState, StoreError};
+use crate::domain::QuotaOverride;
+use crate::store::{
+    BeginError, IdempotencyRecord, Listed, LogPart, MessageRepository, QuotaClaim, QuotaRepository, QuotaUse, SendState, Settlement,
+    StoreError,
+};
 use crate::testing::{ScriptedModel, Step, app_on_fresh_table, new_session};
 
 fn send(content: &str) -> SendMessage {
@@ -151,6 +155,7 @@ impl MessageRepository for WriteLog {
         reply: &Message,
         idempotency: Option<&IdempotencyRecord>,
         abandoned: Option<&Message>,
+        claim: &QuotaClaim,
     ) -> Result<(), BeginError> {
         if self.delete_before_begin {
             // The first step of a DELETE: the session is marked `deleting`.
@@ -167,7 +172,7 @@ impl MessageRepository for WriteLog {
                 .await
                 .unwrap();
         }
-        self.inner.begin_exchange(session, expected_seq, user, reply, idempotency, abandoned).await
+        self.inner.begin_exchange(session, expected_seq, user, reply, idempotency, abandoned, claim).await
     }
     async fn get_idempotency(&self, id: Uuid, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         self.inner.get_idempotency(id, key).await
@@ -182,8 +187,8 @@ impl MessageRepository for WriteLog {
         self.appends.lock().unwrap().push((Instant::now(), part.map_or(0, |p| p.text.len())));
         self.inner.append_reply(reply, part).await
     }
-    async fn finish_reply(&self, reply: &Message) -> Result<(), StoreError> {
-        self.inner.finish_reply(reply).await
+    async fn finish_reply(&self, reply: &Message, settlement: &Settlement) -> Result<(), StoreError> {
+        self.inner.finish_reply(reply, settlement).await
     }
     async fn request_cancel(&self, id: Uuid, seq: u64) -> Result<bool, StoreError> {
         self.inner.request_cancel(id, seq).await
@@ -205,6 +210,30 @@ impl MessageRepository for WriteLog {
     }
 }
 
+impl QuotaRepository for WriteLog {
+    async fn quota_override(&self, owner: &OwnerId) -> Result<Option<QuotaOverride>, StoreError> {
+        self.inner.quota_override(owner).await
+    }
+    async fn set_quota_override(&self, owner: &OwnerId, quota: Option<&QuotaOverride>) -> Result<(), StoreError> {
+        self.inner.set_quota_override(owner, quota).await
+    }
+    async fn claim(&self, claim: &QuotaClaim) -> Result<(), BeginError> {
+        self.inner.claim(claim).await
+    }
+    async fn settle(&self, settlement: &Settlement) -> Result<(), StoreError> {
+        self.inner.settle(settlement).await
+    }
+    async fn quota_use(&self, owner: &OwnerId, now: crate::domain::Timestamp) -> Result<QuotaUse, StoreError> {
+        self.inner.quota_use(owner, now).await
+    }
+    async fn free_slots(&self, owner: &OwnerId, slots: &[String]) -> Result<(), StoreError> {
+        self.inner.free_slots(owner, slots).await
+    }
+    async fn ledger(&self, owner: &OwnerId, from: &str, to: &str) -> Result<Vec<crate::domain::LedgerEntry>, StoreError> {
+        self.inner.ledger(owner, from, to).await
+    }
+}
+
 fn write_log(app: &App) -> WriteLog {
     WriteLog { inner: app.store.clone(), appends: Arc::default(), delete_before_begin: false }
 }
@@ -222,7 +251,8 @@ async fn a_send_racing_a_delete_finds_the_session_gone_not_busy() {
     let now = crate::domain::Timestamp::now();
     let user = Message::user(other.id, 6, "late".into(), None, now);
     let reply = Message::pending_reply(other.id, 7, "m".into(), now, now);
-    let stale = app.store.begin_exchange(&other, 5, &user, &reply, None, None).await;
+    let claim = quota::claim(&owner, app.config.quotas, quota::reply_slot(other.id, 7), 10, now).unwrap();
+    let stale = app.store.begin_exchange(&other, 5, &user, &reply, None, None, &claim).await;
     assert!(matches!(stale, Err(BeginError::Busy)), "{stale:?}");
 }
 
@@ -523,4 +553,129 @@ async fn a_live_follower_sees_thinking_from_the_log() {
     assert_eq!(thought, generated.reply.thinking);
     assert_eq!(said, generated.reply.content);
     assert_eq!(thought, "t0 t1 t2 t3 t4 t5 ");
+}
+
+async fn quota_fixture(vars: &[(&str, &str)]) -> (App, OwnerId) {
+    (app_on_fresh_table(vars).await, OwnerId::parse("alice").unwrap())
+}
+
+fn finished(generated: &Generated) -> bool {
+    generated.problem().is_none() && generated.reply.status == MessageStatus::Complete
+}
+
+#[tokio::test]
+async fn replies_in_progress_never_pass_their_quota_under_concurrent_sends() {
+    let (app, owner) = quota_fixture(&[("LLMCHAT_QUOTA_ACTIVE_REPLIES", "3")]).await;
+    let app = Arc::new(app);
+    let mut sessions = Vec::new();
+    for _ in 0..10 {
+        sessions.push(new_session(&app, "alice").await);
+    }
+    let tasks: Vec<_> = sessions
+        .iter()
+        .map(|s| {
+            let (app, owner, id) = (app.clone(), owner.clone(), s.id);
+            tokio::spawn(async move { begin(&app.store, &app.config, &owner, id, send("go")).await })
+        })
+        .collect();
+    let mut begun = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(Begun::New(p)) => begun.push(p),
+            Err(ChatError::QuotaExceeded { quota: crate::domain::Quota::ActiveReplies, retry_after }) => assert!(retry_after > 0),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(begun.len(), 3, "exactly the quota's worth began");
+    let mut stored_total = 0;
+    for s in &sessions {
+        stored_total += stored(&app, s).await.len();
+    }
+    assert_eq!(stored_total, 6, "a refused send stores nothing");
+
+    // A reply that ends gives its place back.
+    let first = begun.remove(0);
+    let generated = generate(&app.store, &ScriptedModel::new(vec![delta("ok"), done()]), &app.config, first, |_| {}).await;
+    assert!(finished(&generated));
+    let spare = sessions.iter().find(|s| begun.iter().all(|p| p.reply.session_id != s.id) && s.id != generated.reply.session_id).unwrap();
+    assert!(matches!(begin(&app.store, &app.config, &owner, spare.id, send("next")).await, Ok(Begun::New(_))));
+}
+
+#[tokio::test]
+async fn tokens_never_pass_their_quota_and_settle_to_what_was_used() {
+    // Each send reserves its prompt (about 2 tokens) and num_predict 100: room for 3 at once in 350.
+    let (app, owner) = quota_fixture(&[("LLMCHAT_QUOTA_TOKENS_PER_DAY", "350"), ("LLMCHAT_MAX_REPLY_TOKENS", "100")]).await;
+    let app = Arc::new(app);
+    let mut sessions = Vec::new();
+    for _ in 0..8 {
+        sessions.push(new_session(&app, "alice").await);
+    }
+    let tasks: Vec<_> = sessions
+        .iter()
+        .map(|s| {
+            let (app, owner, id) = (app.clone(), owner.clone(), s.id);
+            tokio::spawn(async move { begin(&app.store, &app.config, &owner, id, send("hi")).await })
+        })
+        .collect();
+    let mut begun = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(Begun::New(p)) => begun.push(p),
+            Err(ChatError::QuotaExceeded { quota: crate::domain::Quota::TokensPerDay, .. }) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(begun.len(), 3);
+    let now = crate::domain::Timestamp::now();
+    let reserved = app.store.quota_use(&owner, now).await.unwrap().tokens_today;
+    assert!(reserved <= 350, "the day's tokens never pass the quota: {reserved}");
+
+    // Settled: the day's count is what the replies used (26 + 7 each, as reported).
+    for pending in begun {
+        let usage = crate::domain::Usage { prompt_tokens: 26, completion_tokens: 7, ..Default::default() };
+        let script = vec![delta("ok"), Step::Event(ChatEvent::Done(Completion { done_reason: Some("stop".into()), usage }))];
+        assert!(finished(&generate(&app.store, &ScriptedModel::new(script), &app.config, pending, |_| {}).await));
+    }
+    let used = app.store.quota_use(&owner, now).await.unwrap();
+    assert_eq!(used.tokens_today, 3 * 33);
+    assert!(used.slots.is_empty(), "every place was given back");
+}
+
+#[tokio::test]
+async fn a_place_held_by_a_dead_writer_is_freed_when_needed() {
+    let (app, owner) = quota_fixture(&[("LLMCHAT_QUOTA_ACTIVE_REPLIES", "1")]).await;
+    let a = new_session(&app, "alice").await;
+    let b = new_session(&app, "alice").await;
+    let pending = begin_new(&app, &owner, &a, "one").await;
+    assert!(matches!(begin(&app.store, &app.config, &owner, b.id, send("two")).await, Err(ChatError::QuotaExceeded { .. })));
+    // Its writer dies: the lease runs out and the reply is no longer live.
+    forge(&app, &a, pending.reply.seq, "SET lease_until = :v", "2020-01-01T00:00:00.000Z").await;
+    assert!(matches!(begin(&app.store, &app.config, &owner, b.id, send("two")).await, Ok(Begun::New(_))));
+}
+
+#[tokio::test]
+async fn the_ledger_adds_up_to_the_stored_replies_and_counts_dynamodb_units() {
+    let (app, owner) = quota_fixture(&[]).await;
+    let session = new_session(&app, "alice").await;
+    for (i, (prompt, completion)) in [(11, 5), (20, 9), (31, 2)].into_iter().enumerate() {
+        let pending = begin_new(&app, &owner, &session, &format!("message {i}")).await;
+        let usage = crate::domain::Usage { prompt_tokens: prompt, completion_tokens: completion, thinking_tokens: 1, ..Default::default() };
+        let script = vec![thinking("hm"), delta("ok"), Step::Event(ChatEvent::Done(Completion { done_reason: Some("stop".into()), usage }))];
+        assert!(finished(&generate(&app.store, &ScriptedModel::new(script), &app.config, pending, |_| {}).await));
+    }
+    let replies: Vec<Message> = stored(&app, &session).await.into_iter().filter(|m| m.role == Role::Assistant).collect();
+    let day = crate::domain::Timestamp::now().day();
+    let rows = app.store.ledger(&owner, &day, &day).await.unwrap();
+    assert_eq!(rows.len(), 1, "one row: one day, one session, one model");
+    let row = &rows[0];
+    let sum = |f: fn(&Message) -> u64| replies.iter().map(f).sum::<u64>();
+    assert_eq!(row.replies, 3);
+    assert_eq!(row.prompt_tokens, sum(|m| m.usage.as_ref().unwrap().prompt_tokens));
+    assert_eq!(row.completion_tokens, sum(|m| m.usage.as_ref().unwrap().completion_tokens));
+    assert_eq!(row.thinking_tokens, 3);
+    assert_eq!(row.model, format!("ollama/{}", crate::config::DEFAULT_MODEL));
+    let spends: Vec<&crate::domain::Spend> = replies.iter().map(|m| m.spend.as_ref().expect("a reply records its spend")).collect();
+    assert!(spends.iter().all(|s| s.backend == "ollama" && s.read_units > 0.0 && s.write_units >= 2.0), "{spends:?}");
+    let writes: f64 = spends.iter().map(|s| s.write_units).sum();
+    assert!((row.write_units - writes).abs() < 1e-6, "the ledger's units are the replies' own");
 }

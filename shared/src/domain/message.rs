@@ -65,6 +65,8 @@ pub struct Message {
     pub thinking: String,
     /// The structured-output format the reply was asked for, if any.
     pub format: Option<serde_json::Value>,
+    /// A reply's cost besides its tokens, once it has ended.
+    pub spend: Option<super::Spend>,
     pub status: MessageStatus,
     pub created_at: Timestamp,
     pub completed_at: Option<Timestamp>,
@@ -94,6 +96,7 @@ impl Message {
             content,
             thinking: String::new(),
             format: None,
+            spend: None,
             status: MessageStatus::Complete,
             created_at: now,
             completed_at: Some(now),

@@ -16,13 +16,15 @@ mod message;
 mod options;
 mod session;
 mod time;
+mod usage;
 
 pub use error_code::ErrorCode;
 pub use ids::*;
 pub use message::*;
 pub use options::{ModelOptions, Think, ThinkEffort, validate_format};
 pub use session::*;
-pub use time::Timestamp;
+pub use time::{Period, Timestamp};
+pub use usage::*;
 
 /// A rule broken by a value the client sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -42,6 +42,49 @@ impl Timestamp {
     pub fn plus(&self, d: std::time::Duration) -> Self {
         Timestamp(self.0 + d)
     }
+
+    /// The UTC day, `2026-11-24`.
+    pub fn day(&self) -> String {
+        self.to_string()[..10].to_owned()
+    }
+
+    /// The UTC month, `2026-11`.
+    pub fn month(&self) -> String {
+        self.to_string()[..7].to_owned()
+    }
+
+    /// The UTC minute, `2026-11-24T05:00`.
+    pub fn minute(&self) -> String {
+        self.to_string()[..16].to_owned()
+    }
+
+    /// Whole seconds (at least 1) until the next UTC minute, day or month begins.
+    pub fn seconds_to_next(&self, period: Period) -> u64 {
+        let t = self.0;
+        let start_of_day = t.replace_time(time::Time::MIDNIGHT);
+        let next = match period {
+            Period::Minute => t.replace_second(0).and_then(|m| m.replace_nanosecond(0)).map(|m| m + time::Duration::MINUTE).unwrap_or(t),
+            Period::Day => start_of_day + time::Duration::DAY,
+            Period::Month => {
+                let (year, month) = match t.month() {
+                    time::Month::December => (t.year() + 1, time::Month::January),
+                    m => (t.year(), m.next()),
+                };
+                time::Date::from_calendar_date(year, month, 1).map(|d| d.midnight().assume_utc()).unwrap_or(start_of_day)
+            }
+        };
+        let left = next - t;
+        let secs = left.whole_seconds() + i64::from(left.subsec_nanoseconds() > 0);
+        (secs.max(0) as u64).max(1)
+    }
+}
+
+/// A calendar period, in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    Minute,
+    Day,
+    Month,
 }
 
 impl fmt::Display for Timestamp {
@@ -64,3 +107,19 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_begin_at_the_next_utc_boundary() {
+        let t = Timestamp::parse("2026-12-31T23:59:30.500Z").unwrap();
+        assert_eq!((t.day(), t.month(), t.minute()), ("2026-12-31".to_owned(), "2026-12".to_owned(), "2026-12-31T23:59".to_owned()));
+        assert_eq!(t.seconds_to_next(Period::Minute), 30, "rounded up");
+        assert_eq!(t.seconds_to_next(Period::Day), 30);
+        assert_eq!(t.seconds_to_next(Period::Month), 30);
+        let t = Timestamp::parse("2026-02-10T00:00:00.000Z").unwrap();
+        assert_eq!(t.seconds_to_next(Period::Month), 19 * 86_400);
+        assert_eq!(t.seconds_to_next(Period::Minute), 60);
+    }
+}

@@ -46,6 +46,9 @@ pub enum ApiError {
     /// and limits); the detail names the limit.
     #[error("{0}")]
     NotAllowed(String),
+    /// The caller is at one of its quotas: nothing was stored.
+    #[error("the {} quota is used up; try again in {retry_after} s", quota.as_str())]
+    QuotaExceeded { quota: crate::domain::Quota, retry_after: u64 },
     #[error("{}", llm_detail(.0))]
     Llm(#[source] LlmError),
     #[error("storage is unavailable, try again shortly")]
@@ -67,6 +70,7 @@ impl ApiError {
             ApiError::IdempotencyKeyReused | ApiError::ContextOverflow(_) | ApiError::NotAllowed(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
+            ApiError::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Llm(e) => llm_status(e),
             ApiError::StorageUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -84,6 +88,7 @@ impl ApiError {
             ApiError::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
             ApiError::ContextOverflow(_) => ErrorCode::ContextOverflow,
             ApiError::NotAllowed(_) => ErrorCode::NotAllowed,
+            ApiError::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
             ApiError::Llm(e) => e.code(),
             ApiError::StorageUnavailable(_) => ErrorCode::StorageUnavailable,
             ApiError::Internal(_) => ErrorCode::Internal,
@@ -94,6 +99,7 @@ impl ApiError {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             ApiError::Llm(LlmError::Busy { retry_after, .. }) => Some(retry_after.unwrap_or(DEFAULT_BUSY_RETRY_AFTER_SECS)),
+            ApiError::QuotaExceeded { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }
@@ -165,10 +171,20 @@ impl From<ChatError> for ApiError {
             ChatError::IdempotencyKeyReused => ApiError::IdempotencyKeyReused,
             ChatError::ContextOverflow(detail) => ApiError::ContextOverflow(detail),
             ChatError::NotAllowed(detail) => ApiError::NotAllowed(detail),
+            ChatError::QuotaExceeded { quota, retry_after } => ApiError::QuotaExceeded { quota, retry_after },
             ChatError::BadPosition(detail) => ApiError::BadRequest(detail),
             ChatError::Superseded => ApiError::Conflict(ErrorCode::ReplySuperseded, err.to_string()),
             ChatError::Llm(e) => ApiError::Llm(e),
             ChatError::Storage(e) => ApiError::StorageUnavailable(e),
+        }
+    }
+}
+
+impl From<crate::usage::UsageError> for ApiError {
+    fn from(err: crate::usage::UsageError) -> Self {
+        match err {
+            crate::usage::UsageError::Invalid(detail) => ApiError::BadRequest(detail),
+            crate::usage::UsageError::Storage(e) => ApiError::StorageUnavailable(e),
         }
     }
 }

@@ -14,10 +14,11 @@ use super::error::Problem;
 use super::sse::{self, MessageCreated, ReplyCancelled, ReplyCompleted, ReplyDelta, StreamError};
 use super::views::{Exchange, MessageView, SessionView};
 use crate::domain::{
-    CreateSession, ErrorCode, MessageStatus, ModelOptions, Order, Role, SendMessage, UpdateSession, Usage,
+    CreateSession, ErrorCode, MessageStatus, ModelOptions, Order, Quota, Role, SendMessage, Spend, UpdateSession, Usage,
 };
 use super::openai::{OpenAiError, OpenAiErrorDetail};
 use crate::health::Health;
+use crate::usage::{Cost, Group, GroupBy, QuotaStanding, QuotaStandings, Totals, UsageReport};
 use crate::llm::ModelInfo;
 
 #[derive(OpenApi)]
@@ -31,14 +32,15 @@ as Server-Sent Events. Every error is `application/problem+json`. Authorize with
     ),
     paths(
         create_session, list_sessions, get_session, update_session, delete_session,
-        send_message, stream_reply, resume_reply, cancel_reply, list_messages, list_models, health, openapi_json, openapi_3_2_json, docs,
+        send_message, stream_reply, resume_reply, cancel_reply, list_messages, list_models, usage, health, openapi_json, openapi_3_2_json, docs,
         v1_chat_completions, v1_models, v1_model, v1_backend_model, v1_create_response, v1_get_response, v1_delete_response, v1_cancel_response
     ),
     components(schemas(
         SessionView, CreateSession, UpdateSession, ModelOptions, SessionPage, MessagePage, ModelPage,
         MessageView, SendMessage, Exchange, MessageStatus, Role, Usage, Order, ModelInfo,
         MessageCreated, ReplyDelta, ReplyCompleted, ReplyCancelled, StreamError,
-        Problem, ErrorCode, Health, OpenAiError, OpenAiErrorDetail, JsonObject
+        Problem, ErrorCode, Health, OpenAiError, OpenAiErrorDetail, JsonObject,
+        UsageReport, Totals, Cost, Group, GroupBy, QuotaStanding, QuotaStandings, Quota, Spend
     )),
     modifiers(&BearerKey, &StreamEvents),
     security(("api_key" = [])),
@@ -322,6 +324,7 @@ fn health() {}
         (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such session for this caller", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A reply is being generated in this session (`reply_in_progress`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "One of the caller's quotas is used up (`quota_exceeded`, naming it); `Retry-After` says when to try again; nothing was stored", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid message, `idempotency_key_reused`, `context_overflow`, `model_not_found`, or beyond this deployment's allow-list and limits (`not_allowed`, naming the limit)", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The model failed mid-reply (`llm_error`); the text so far is stored", body = Problem, content_type = "application/problem+json"),
@@ -342,6 +345,7 @@ fn send_message() {}
         (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such session for this caller", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A reply is being generated in this session (`reply_in_progress`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "One of the caller's quotas is used up (`quota_exceeded`, naming it); `Retry-After` says when to try again; nothing was stored", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid message, `idempotency_key_reused`, `context_overflow`, or beyond this deployment's allow-list and limits (`not_allowed`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Storage unavailable", body = Problem, content_type = "application/problem+json"),
@@ -421,6 +425,24 @@ fn list_messages() {}
 fn list_models() {}
 
 #[utoipa::path(
+    get, path = "/usage", tag = "meta",
+    params(
+        ("from" = Option<String>, Query, format = Date, description = "First day (UTC), `YYYY-MM-DD`; default: the first of this month"),
+        ("to" = Option<String>, Query, format = Date, description = "Last day (UTC, inclusive); default: today. At most 366 days from `from`"),
+        ("group_by" = Option<GroupBy>, Query, description = "How rows add up: `day` (default), `model` or `session`"),
+    ),
+    responses(
+        (status = 200, description = "The caller's tokens, generation time and DynamoDB units from the usage ledger, an estimated cost \
+from the deployment's prices, and where the caller stands against its quotas", body = UsageReport),
+        (status = 400, description = "A bad `from`, `to` or `group_by`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Storage unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[allow(dead_code)]
+fn usage() {}
+
+#[utoipa::path(
     get, path = "/openapi.json", tag = "meta", security(()),
     responses((status = 200, description = "This document", content_type = "application/json", body = JsonObject))
 )]
@@ -447,9 +469,10 @@ fn docs() {}
     responses(
         (status = 200, description = "A `chat.completion` object, or with `stream: true` a `text/event-stream` of `chat.completion.chunk` objects ending with `data: [DONE]`. Nothing is stored.",
             content((JsonObject = "application/json"), (String = "text/event-stream"))),
-        (status = 400, description = "A parameter LlmChat does not support, or a bad value (`param` names it)", body = OpenAiError),
+        (status = 400, description = "A parameter LlmChat does not support, or a bad value (`param` names it), or beyond the deployment's allow-list (`not_allowed`)", body = OpenAiError),
         (status = 401, description = "Missing or bad API key", body = OpenAiError),
         (status = 404, description = "The model is not on the backend (`model_not_found`)", body = OpenAiError),
+        (status = 429, description = "One of the caller's quotas is used up (`quota_exceeded`); `Retry-After` says when to try again", body = OpenAiError),
         (status = 503, description = "The model backend is unavailable", body = OpenAiError),
     )
 )]
@@ -503,6 +526,7 @@ fn v1_backend_model() {}
         (status = 401, description = "Missing or bad API key", body = OpenAiError),
         (status = 404, description = "No such conversation or previous response for this caller, or model", body = OpenAiError),
         (status = 409, description = "A reply is being generated in this conversation", body = OpenAiError),
+        (status = 429, description = "One of the caller's quotas is used up (`quota_exceeded`); `Retry-After` says when to try again", body = OpenAiError),
     )
 )]
 #[allow(dead_code)]

@@ -6,10 +6,11 @@ use std::future::Future;
 
 use uuid::Uuid;
 
-use crate::domain::{Message, Order, OwnerId, Session, Timestamp};
+use crate::domain::{LedgerEntry, Message, Order, OwnerId, Quota, QuotaLimits, QuotaOverride, Session, Timestamp};
 
 pub mod cursor;
 pub mod dynamo;
+pub mod meter;
 
 pub use cursor::{MessageCursor, SessionCursor};
 
@@ -129,6 +130,9 @@ pub enum BeginError {
     /// The `client_message_id` was seen before.
     #[error("duplicate client_message_id")]
     Duplicate,
+    /// The owner is at this quota's limit: nothing was stored.
+    #[error("quota {} reached", .0.as_str())]
+    Quota(Quota),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -145,8 +149,10 @@ pub trait MessageRepository: Send + Sync {
 
     /// In one transaction: moves the session's `last_seq` from `expected_seq`
     /// to the reply's seq, stores the user message and the `streaming` reply,
-    /// records the idempotency key, and stores `abandoned` (a reply left
-    /// streaming past its lease) as `incomplete` with its text so far.
+    /// records the idempotency key, stores `abandoned` (a reply left
+    /// streaming past its lease) as `incomplete` with its text so far, and
+    /// takes `claim` from the owner's quotas (all or nothing).
+    #[allow(clippy::too_many_arguments)]
     fn begin_exchange(
         &self,
         session: &Session,
@@ -155,6 +161,7 @@ pub trait MessageRepository: Send + Sync {
         reply: &Message,
         idempotency: Option<&IdempotencyRecord>,
         abandoned: Option<&Message>,
+        claim: &QuotaClaim,
     ) -> impl Future<Output = Result<(), BeginError>> + Send;
 
     fn get_idempotency(
@@ -180,9 +187,10 @@ pub trait MessageRepository: Send + Sync {
     /// `reply.generation` and nobody asked to cancel it (else `ConditionFailed`).
     fn append_reply(&self, reply: &Message, part: Option<&LogPart>) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Stores the reply's final state (whole text, status, usage), only while
-    /// it is `streaming` under `reply.generation` (else `ConditionFailed`).
-    fn finish_reply(&self, reply: &Message) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Stores the reply's final state (whole text, status, usage, spend), only
+    /// while it is `streaming` under `reply.generation` (else
+    /// `ConditionFailed`), and in the same write settles its quota claim.
+    fn finish_reply(&self, reply: &Message, settlement: &Settlement) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Asks the generator of a `streaming` reply to stop; `false` when the
     /// reply is not streaming (it has ended, or is gone).
@@ -211,6 +219,75 @@ pub trait MessageRepository: Send + Sync {
     ) -> impl Future<Output = Result<Listed<Message, u64>, StoreError>> + Send;
 }
 
+/// What a request that calls a model takes from its owner's quotas, all or
+/// nothing, in the same write that stores its exchange: a place among the
+/// replies in progress, one request of the minute, and `reserve` tokens of the
+/// day and of the month (given back, less what was used, when it settles).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuotaClaim {
+    pub owner: OwnerId,
+    pub limits: QuotaLimits,
+    /// The claim's place among the owner's replies in progress: `<session>#<seq>`
+    /// for a stored reply, `<expiry>#<id>` for a stateless one.
+    pub slot: String,
+    /// `2026-11-24T05:00`, `2026-11-24`, `2026-11`.
+    pub minute: String,
+    pub day: String,
+    pub month: String,
+    pub reserve: u64,
+}
+
+/// How a claim ends: its place is freed, the day's and month's tokens are
+/// corrected from the reserve to what was used, and the ledger gains `entry`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settlement {
+    pub owner: OwnerId,
+    pub slot: String,
+    pub day: String,
+    pub month: String,
+    /// Tokens used minus tokens reserved (usually negative).
+    pub token_correction: i64,
+    /// Added to the ledger's row for the entry's day, session and model.
+    pub entry: LedgerEntry,
+}
+
+/// What an owner has used of its quotas now.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QuotaUse {
+    /// The places taken among replies in progress (some may belong to replies
+    /// whose writer died: see [`QuotaRepository::free_slots`]).
+    pub slots: Vec<String>,
+    pub requests_this_minute: u64,
+    pub tokens_today: u64,
+    pub tokens_this_month: u64,
+}
+
+/// Quotas and the usage ledger, per owner.
+pub trait QuotaRepository: Send + Sync {
+    /// The owner's own quotas, if an operator set any.
+    fn quota_override(&self, owner: &OwnerId) -> impl Future<Output = Result<Option<QuotaOverride>, StoreError>> + Send;
+
+    /// Sets (or, with `None`, removes) the owner's own quotas.
+    fn set_quota_override(&self, owner: &OwnerId, quota: Option<&QuotaOverride>) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Takes a claim for a request that stores nothing (the stateless chat
+    /// completions); `BeginError::Quota` names the quota at its limit.
+    fn claim(&self, claim: &QuotaClaim) -> impl Future<Output = Result<(), BeginError>> + Send;
+
+    /// Settles a claim taken with [`QuotaRepository::claim`].
+    fn settle(&self, settlement: &Settlement) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// What the owner has used at `now` (its minute, day and month).
+    fn quota_use(&self, owner: &OwnerId, now: Timestamp) -> impl Future<Output = Result<QuotaUse, StoreError>> + Send;
+
+    /// Frees places among the replies in progress whose reply has ended
+    /// without settling (its writer died).
+    fn free_slots(&self, owner: &OwnerId, slots: &[String]) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The owner's ledger rows from day `from` to day `to` (inclusive, `YYYY-MM-DD`).
+    fn ledger(&self, owner: &OwnerId, from: &str, to: &str) -> impl Future<Output = Result<Vec<LedgerEntry>, StoreError>> + Send;
+}
+
 /// Everything a function may need from the store.
-pub trait Store: SessionRepository + MessageRepository + ApiKeyRepository + StoreProbe {}
-impl<T: SessionRepository + MessageRepository + ApiKeyRepository + StoreProbe> Store for T {}
+pub trait Store: SessionRepository + MessageRepository + ApiKeyRepository + QuotaRepository + StoreProbe {}
+impl<T: SessionRepository + MessageRepository + ApiKeyRepository + QuotaRepository + StoreProbe> Store for T {}

@@ -9,12 +9,15 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::{error_response, invalid, param, params, ranged, required};
+use std::sync::Arc;
+
 use crate::App;
 use crate::chat::{self, Delta, relay};
 use crate::domain::limits::{MAX_STOP_SEQUENCE_CHARS, MAX_STOP_SEQUENCES};
-use crate::domain::{ModelOptions, Role, Think, ThinkEffort, Timestamp, Usage};
+use crate::domain::{ModelOptions, OwnerId, Role, Think, ThinkEffort, Timestamp, Usage};
 use crate::http::{ApiError, json as json_response, sse};
 use crate::llm::{ChatModel, ChatTurn, Completion};
+use crate::store::Store;
 
 /// The request parameters LlmChat understands; any other is a 400 naming it.
 pub const SUPPORTED: &[&str] = &[
@@ -25,8 +28,9 @@ pub const SUPPORTED: &[&str] = &[
 /// The most tokens a client may ask for (`max_tokens`), as in a session's options.
 const MAX_TOKENS: u32 = 131_072;
 
-pub async fn create<S, M>(app: &App<S, M>, body: &[u8], request_id: &str) -> Result<Response<Body>, ApiError>
+pub async fn create<S, M>(app: Arc<App<S, M>>, owner: &OwnerId, body: &[u8], request_id: &str) -> Result<Response<Body>, ApiError>
 where
+    S: Store + 'static,
     M: ChatModel,
     M::Stream: 'static,
 {
@@ -58,16 +62,24 @@ where
     };
 
     let request = chat::stateless_request(&app.config, model.clone(), turns, options)?;
-    let reply = app.llm.chat_stream(&request).await.map_err(ApiError::Llm)?;
+    let claim = chat::claim_stateless(&app.store, &app.config, owner, &request).await?;
+    let reply = match app.llm.chat_stream(&request).await {
+        Ok(reply) => reply,
+        Err(e) => {
+            chat::settle_stateless(&app.store, claim, None, "", "").await;
+            return Err(ApiError::Llm(e));
+        }
+    };
     let head = Head { id: format!("chatcmpl-{}", Uuid::new_v4().simple()), created: Timestamp::now().unix_seconds(), model };
     if !stream {
         let (mut text, mut thinking) = (String::new(), String::new());
-        let completion = relay(reply, |d| match d {
+        let ended = relay(reply, |d| match d {
             Delta::Content(d) => text.push_str(d),
             Delta::Thinking(d) => thinking.push_str(d),
         })
-        .await
-        .map_err(ApiError::Llm)?;
+        .await;
+        chat::settle_stateless(&app.store, claim, ended.as_ref().ok().map(|c| &c.usage), &thinking, &text).await;
+        let completion = ended.map_err(ApiError::Llm)?;
         return json_response(StatusCode::OK, &head.completion(&text, &thinking, &completion));
     }
     let (chunks, body) = sse::channel::<String>(app.config.sse_keepalive);
@@ -75,14 +87,22 @@ where
     tokio::spawn(async move {
         let send = |v: Value| chunks.send(format!("data: {v}\n\n")).is_ok();
         send(head.chunk(json!({"role": "assistant", "content": ""}), None, include_usage));
+        let (mut text, mut thinking) = (String::new(), String::new());
         let ended = relay(reply, |d| {
             let delta = match d {
-                Delta::Content(d) => json!({"content": d}),
-                Delta::Thinking(d) => json!({"reasoning_content": d}),
+                Delta::Content(d) => {
+                    text.push_str(d);
+                    json!({"content": d})
+                }
+                Delta::Thinking(d) => {
+                    thinking.push_str(d);
+                    json!({"reasoning_content": d})
+                }
             };
             send(head.chunk(delta, None, include_usage));
         })
         .await;
+        chat::settle_stateless(&app.store, claim, ended.as_ref().ok().map(|c| &c.usage), &thinking, &text).await;
         match ended {
             Ok(completion) => {
                 send(head.chunk(json!({}), Some(finish_reason(&completion)), include_usage));

@@ -114,6 +114,8 @@ fn classify(err: &ApiError) -> (StatusCode, &'static str, Value) {
         ApiError::Llm(LlmError::ModelNotFound(_)) => (StatusCode::NOT_FOUND, INVALID, code("model_not_found")),
         ApiError::NotFound(_) => (StatusCode::NOT_FOUND, INVALID, code("not_found")),
         ApiError::ContextOverflow(_) => (StatusCode::BAD_REQUEST, INVALID, code("context_length_exceeded")),
+        ApiError::NotAllowed(_) => (StatusCode::BAD_REQUEST, INVALID, code("not_allowed")),
+        ApiError::QuotaExceeded { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", code("quota_exceeded")),
         ApiError::InvalidParam { .. } | ApiError::Unprocessable(_) | ApiError::IdempotencyKeyReused => {
             (StatusCode::BAD_REQUEST, INVALID, code("invalid_value"))
         }

@@ -1,15 +1,15 @@
 //! Messages and idempotency records in the session's partition.
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::quotas::{record_read, record_write, refused_quota};
 use super::{DynamoStore, Item, from_item, owned_session, s, sdk_error, to_attr, to_item};
 use super::schema::*;
-use crate::domain::{ErrorCode, Message, MessageStatus, Order, OwnerId, Role, Session, Timestamp, Usage};
-use crate::store::{BeginError, IdempotencyRecord, Listed, LogPart, MessageRepository, SendState, StoreError};
+use crate::domain::{ErrorCode, Message, MessageStatus, Order, OwnerId, Role, Session, Spend, Timestamp, Usage};
+use crate::store::{BeginError, IdempotencyRecord, Listed, LogPart, MessageRepository, QuotaClaim, SendState, Settlement, StoreError};
 
 #[derive(Serialize, Deserialize)]
 struct MessageItem {
@@ -26,6 +26,8 @@ struct MessageItem {
     /// The asked-for format, as JSON text (a schema's numbers kept exactly as given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     format: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    spend: Option<Spend>,
     status: MessageStatus,
     created_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -79,6 +81,7 @@ impl MessageItem {
             content: m.content.clone(),
             thinking: m.thinking.clone(),
             format: m.format.as_ref().map(|f| f.to_string()),
+            spend: m.spend.clone(),
             status: m.status,
             created_at: m.created_at,
             completed_at: m.completed_at,
@@ -104,6 +107,7 @@ impl MessageItem {
             content: self.content,
             thinking: self.thinking,
             format: self.format.and_then(|f| serde_json::from_str(&f).ok()),
+            spend: self.spend,
             status: self.status,
             created_at: self.created_at,
             completed_at: self.completed_at,
@@ -151,11 +155,11 @@ const LOG_PART_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 36
 const HELD_BY_GENERATION: &str = "#status = :streaming AND #gen = :gen";
 
 impl DynamoStore {
-    /// An update of the reply that applies only while its generator still holds
-    /// it: a finished, cancelled, taken-over or deleted reply is never written over.
-    fn fenced_update(&self, reply: &Message) -> UpdateItemFluentBuilder {
-        self.client
-            .update_item()
+    /// An update of the reply (in a transaction) that applies only while its
+    /// generator still holds it: a finished, cancelled, taken-over or deleted
+    /// reply is never written over.
+    fn fenced(&self, reply: &Message) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
+        Update::builder()
             .table_name(&self.table)
             .key(PK, s(session_pk(reply.session_id)))
             .key(SK, s(message_sk(reply.seq)))
@@ -178,9 +182,11 @@ impl DynamoStore {
                 .expression_attribute_values(":to", s(log_sk(seq, u32::MAX)))
                 .consistent_read(true)
                 .set_exclusive_start_key(start.take())
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
                 .send()
                 .await
                 .map_err(sdk_error)?;
+            record_read(out.consumed_capacity());
             for item in out.items.unwrap_or_default() {
                 let item: LogItem = from_item(item)?;
                 parts.push(LogPart { index: item.part, offset: item.offset as usize, thinking: item.thinking, text: item.text });
@@ -217,9 +223,11 @@ impl MessageRepository for DynamoStore {
             .scan_index_forward(false)
             .consistent_read(true)
             .limit(window as i32 + 1)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
             .map_err(sdk_error)?;
+        record_read(out.consumed_capacity());
         let mut items = out.items.unwrap_or_default().into_iter();
         let first = items.next().ok_or(StoreError::NotFound)?;
         if first.get(SK).and_then(|v| v.as_s().ok()).map(String::as_str) != Some(SESSION_META_SK) {
@@ -242,6 +250,7 @@ impl MessageRepository for DynamoStore {
         reply: &Message,
         idempotency: Option<&IdempotencyRecord>,
         abandoned: Option<&Message>,
+        claim: &QuotaClaim,
     ) -> Result<(), BeginError> {
         let expires_at = session.expires_at.map(|t| t.unix_seconds());
         let now = user.created_at;
@@ -308,8 +317,25 @@ impl MessageRepository for DynamoStore {
             writes.push(TransactWriteItem::builder().update(update).build());
         }
         let abandoned_at = writes.len() - 1;
-        let result = self.client.transact_write_items().set_transact_items(Some(writes)).send().await;
-        let Err(err) = result else { return Ok(()) };
+        let claim_at = writes.len();
+        writes.extend(self.claim_writes(claim)?);
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(writes))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        let err = match result {
+            Ok(out) => {
+                record_write(out.consumed_capacity());
+                return Ok(());
+            }
+            Err(err) => err,
+        };
+        if let Some(quota) = err.as_service_error().and_then(|e| refused_quota(e, claim_at)) {
+            return Err(BeginError::Quota(quota));
+        }
         let failed = |index: usize| {
             match err.as_service_error() {
                 Some(TransactWriteItemsError::TransactionCanceledException(c)) => c.cancellation_reasons().get(index),
@@ -402,16 +428,10 @@ impl MessageRepository for DynamoStore {
 
     async fn append_reply(&self, reply: &Message, part: Option<&LogPart>) -> Result<(), StoreError> {
         let lease = reply.lease_until.map(|t| t.to_string()).unwrap_or_default();
-        let renew = Update::builder()
-            .table_name(&self.table)
-            .key(PK, s(session_pk(reply.session_id)))
-            .key(SK, s(message_sk(reply.seq)))
+        let renew = self
+            .fenced(reply)
             .update_expression("SET lease_until = :lease")
             .condition_expression(format!("{HELD_BY_GENERATION} AND attribute_not_exists(cancel_requested)"))
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#gen", "gen")
-            .expression_attribute_values(":streaming", s("streaming"))
-            .expression_attribute_values(":gen", s(reply.generation.clone().unwrap_or_default()))
             .expression_attribute_values(":lease", s(lease))
             .build()
             .map_err(built)?;
@@ -434,9 +454,18 @@ impl MessageRepository for DynamoStore {
                 .map_err(built)?;
             writes.push(TransactWriteItem::builder().put(put).build());
         }
-        let result = self.client.transact_write_items().set_transact_items(Some(writes)).send().await;
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(writes))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(out) => {
+                record_write(out.consumed_capacity());
+                Ok(())
+            }
             Err(err) => {
                 let refused = match err.as_service_error() {
                     Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
@@ -521,12 +550,13 @@ impl MessageRepository for DynamoStore {
         Ok(Some((reply, parts)))
     }
 
-    async fn finish_reply(&self, reply: &Message) -> Result<(), StoreError> {
+    async fn finish_reply(&self, reply: &Message, settlement: &Settlement) -> Result<(), StoreError> {
         // Only while this generation holds the reply: a deleted session's reply
-        // is not brought back, and a taken-over one is not written over.
+        // is not brought back, and a taken-over one is not written over. The
+        // quota claim settles in the same transaction, or not at all.
         let mut set = vec!["content = :content", "thinking = :thinking", "#status = :status"];
         let mut update = self
-            .fenced_update(reply)
+            .fenced(reply)
             .expression_attribute_values(":content", s(&reply.content))
             .expression_attribute_values(":thinking", s(&reply.thinking))
             .expression_attribute_values(":status", to_attr(&reply.status)?);
@@ -538,6 +568,10 @@ impl MessageRepository for DynamoStore {
             set.push("#usage = :usage");
             update = update.expression_attribute_names("#usage", "usage").expression_attribute_values(":usage", to_attr(usage)?);
         }
+        if let Some(spend) = &reply.spend {
+            set.push("spend = :spend");
+            update = update.expression_attribute_values(":spend", to_attr(spend)?);
+        }
         if let Some(reason) = &reply.done_reason {
             set.push("done_reason = :done_reason");
             update = update.expression_attribute_values(":done_reason", s(reason));
@@ -546,12 +580,34 @@ impl MessageRepository for DynamoStore {
             set.push("error_code = :error_code");
             update = update.expression_attribute_values(":error_code", to_attr(&code)?);
         }
-        update
+        let update = update
             .update_expression(format!("SET {} REMOVE lease_until, #gen, cancel_requested", set.join(", ")))
+            .build()
+            .map_err(built)?;
+        let mut writes = vec![TransactWriteItem::builder().update(update).build()];
+        writes.extend(self.settle_writes(settlement)?);
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(writes))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
-            .await
-            .map_err(sdk_error)?;
-        Ok(())
+            .await;
+        match result {
+            Ok(out) => {
+                record_write(out.consumed_capacity());
+                Ok(())
+            }
+            Err(err) => {
+                let refused = match err.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                        c.cancellation_reasons().first().and_then(|r| r.code()) == Some("ConditionalCheckFailed")
+                    }
+                    _ => false,
+                };
+                Err(if refused { StoreError::ConditionFailed } else { sdk_error(err) })
+            }
+        }
     }
 
     async fn list_messages(

@@ -16,6 +16,7 @@ use crate::store::{ApiKeyRecord, ApiKeyRepository, Listed, SessionCursor, Sessio
 use crate::domain::{Metadata, ModelOptions, OwnerId, Session, Timestamp};
 
 mod messages;
+pub mod quotas;
 pub mod schema;
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
@@ -396,9 +397,11 @@ impl DynamoStore {
             .key(PK, s(pk))
             .key(SK, s(sk))
             .consistent_read(true)
+            .return_consumed_capacity(aws_sdk_dynamodb::types::ReturnConsumedCapacity::Total)
             .send()
             .await
             .map_err(sdk_error)?;
+        quotas::record_read(out.consumed_capacity());
         Ok(out.item)
     }
 
