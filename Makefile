@@ -9,7 +9,7 @@
 
 SCRIPTS := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))/scripts
 
-.PHONY: help dev test contract-test client-tests api-key revoke-key openapi deploy-check figures figures-durable e2e-real
+.PHONY: help dev test contract-test client-tests api-key revoke-key quota openapi deploy-check figures figures-durable e2e-real
 
 help: ## Show this help
 	@echo 'Usage: make <target> [VAR=value ...]'
@@ -34,6 +34,9 @@ api-key: ## Issue an API key on the running dev stack: make api-key OWNER=name
 
 revoke-key: ## Revoke an API key on the running dev stack: make revoke-key KEY_ID=id
 	@exec "$(SCRIPTS)/dev.sh" revoke-key "$${KEY_ID:-}"
+
+quota: ## Set an owner's own quotas on the dev stack: make quota OWNER=name [ACTIVE=n RPM=n TOKENS_DAY=n TOKENS_MONTH=n | CLEAR=1]
+	@exec "$(SCRIPTS)/dev.sh" quota "$${OWNER:-}"
 
 openapi: ## Regenerate openapi.yaml (3.1) and openapi-3.2.yaml from the code (a test fails when they are stale)
 	@cargo run -q -p llmchat-admin -- openapi > openapi.yaml

@@ -7,6 +7,8 @@
 #                             foreground; Ctrl-C stops everything it started
 #   dev.sh api-key OWNER      issue a key on the running stack (key = last stdout line)
 #   dev.sh revoke-key KEY_ID  revoke a key (a whole lck_<id>_<secret> key works too)
+#   dev.sh quota OWNER        set the owner's own quotas from ACTIVE, RPM, TOKENS_DAY,
+#                             TOKENS_MONTH (those given), or CLEAR=1; prints them
 #
 # The stack is scripts/local-stack.sh's, kept in .llmchat/, of its --dev kind:
 # a change to the code rebuilds and restarts the functions.
@@ -62,6 +64,20 @@ cmd_revoke_key() {
     need_cmd cargo curl
     require_dynamodb
     admin revoke-key --key-id "$id"
+}
+
+cmd_quota() {
+    [[ $# -eq 1 && -n $1 ]] || die "usage: make quota OWNER=name [ACTIVE=n] [RPM=n] [TOKENS_DAY=n] [TOKENS_MONTH=n] [CLEAR=1]"
+    load_dev_env
+    need_cmd cargo curl
+    require_dynamodb
+    local -a args=(quota --owner "$1")
+    [[ -z ${ACTIVE:-} ]] || args+=(--active-replies "$ACTIVE")
+    [[ -z ${RPM:-} ]] || args+=(--requests-per-minute "$RPM")
+    [[ -z ${TOKENS_DAY:-} ]] || args+=(--tokens-per-day "$TOKENS_DAY")
+    [[ -z ${TOKENS_MONTH:-} ]] || args+=(--tokens-per-month "$TOKENS_MONTH")
+    [[ ${CLEAR:-0} == 0 ]] || args+=(--clear)
+    admin "${args[@]}"
 }
 
 # Runs on every exit of `dev.sh up` (Ctrl-C, SIGTERM, errors, the watcher dying).
@@ -170,6 +186,7 @@ case "$sub" in
     up) cmd_up "$@" ;;
     api-key) cmd_api_key "$@" ;;
     revoke-key) cmd_revoke_key "$@" ;;
+    quota) cmd_quota "$@" ;;
     -h | --help | help) usage ;;
     *) usage ;;
 esac

@@ -5,7 +5,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnConsumedCapacity, Retur
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::quotas::{record_read, record_write, refused_quota};
+use super::quotas::{record_read, refused_quota};
 use super::{DynamoStore, Item, from_item, owned_session, s, sdk_error, to_attr, to_item};
 use super::schema::*;
 use crate::domain::{ErrorCode, Message, MessageStatus, Order, OwnerId, Role, Session, Spend, Timestamp, Usage};
@@ -319,20 +319,8 @@ impl MessageRepository for DynamoStore {
         let abandoned_at = writes.len() - 1;
         let claim_at = writes.len();
         writes.extend(self.claim_writes(claim)?);
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(writes))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await;
-        let err = match result {
-            Ok(out) => {
-                record_write(out.consumed_capacity());
-                return Ok(());
-            }
-            Err(err) => err,
-        };
+        let result = self.transact(writes).await;
+        let Err(err) = result else { return Ok(()) };
         if let Some(quota) = err.as_service_error().and_then(|e| refused_quota(e, claim_at)) {
             return Err(BeginError::Quota(quota));
         }
@@ -454,18 +442,9 @@ impl MessageRepository for DynamoStore {
                 .map_err(built)?;
             writes.push(TransactWriteItem::builder().put(put).build());
         }
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(writes))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await;
+        let result = self.transact(writes).await;
         match result {
-            Ok(out) => {
-                record_write(out.consumed_capacity());
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(err) => {
                 let refused = match err.as_service_error() {
                     Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
@@ -586,18 +565,9 @@ impl MessageRepository for DynamoStore {
             .map_err(built)?;
         let mut writes = vec![TransactWriteItem::builder().update(update).build()];
         writes.extend(self.settle_writes(settlement)?);
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(writes))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await;
+        let result = self.transact(writes).await;
         match result {
-            Ok(out) => {
-                record_write(out.consumed_capacity());
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(err) => {
                 let refused = match err.as_service_error() {
                     Some(TransactWriteItemsError::TransactionCanceledException(c)) => {

@@ -389,6 +389,22 @@ impl DynamoStore {
             .expression_attribute_values(":pk", s(session_pk(session_id)))
     }
 
+    /// One transaction, its consumed capacity counted on the task's meter.
+    pub(crate) async fn transact(
+        &self,
+        writes: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
+    ) -> Result<(), SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError>> {
+        let out = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(writes))
+            .return_consumed_capacity(aws_sdk_dynamodb::types::ReturnConsumedCapacity::Total)
+            .send()
+            .await?;
+        quotas::record_write(out.consumed_capacity());
+        Ok(())
+    }
+
     pub(crate) async fn get_item(&self, pk: String, sk: String) -> Result<Option<Item>, StoreError> {
         let out = self
             .client

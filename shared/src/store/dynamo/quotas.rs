@@ -259,18 +259,9 @@ impl QuotaRepository for DynamoStore {
 
     async fn claim(&self, claim: &QuotaClaim) -> Result<(), BeginError> {
         let writes = self.claim_writes(claim)?;
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(writes))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await;
+        let result = self.transact(writes).await;
         match result {
-            Ok(out) => {
-                record_write(out.consumed_capacity());
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(err) => match err.as_service_error().and_then(|e| refused_quota(e, 0)) {
                 Some(quota) => Err(BeginError::Quota(quota)),
                 None => Err(BeginError::Store(sdk_error(err))),
@@ -279,16 +270,7 @@ impl QuotaRepository for DynamoStore {
     }
 
     async fn settle(&self, settlement: &Settlement) -> Result<(), StoreError> {
-        let out = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(self.settle_writes(settlement)?))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        record_write(out.consumed_capacity());
-        Ok(())
+        self.transact(self.settle_writes(settlement)?).await.map_err(sdk_error)
     }
 
     async fn quota_use(&self, owner: &OwnerId, now: Timestamp) -> Result<QuotaUse, StoreError> {
