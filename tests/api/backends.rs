@@ -241,3 +241,46 @@ async fn an_openai_server_without_usage_is_counted_by_its_pieces_and_may_omit_do
         assert_eq!((done.usage.prompt_tokens, done.usage.completion_tokens), (0, 2));
     }
 }
+
+/// The events an OpenAI-compatible server may end a stream with, and what each means.
+#[tokio::test]
+async fn an_openai_stream_ends_as_it_says_it_does() {
+    let d = Dialect::OpenAi;
+    let finish = b"data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n".to_vec();
+    let cases: Vec<(&str, Vec<Step>, bool)> = vec![
+        ("[DONE] without a finish reason", vec![Step::Token("Half".into()), Step::Bytes(b"data: [DONE]\n\n".to_vec())], false),
+        ("an error object", vec![Step::Token("Half".into()), Step::Bytes(b"data: {\"object\":\"error\",\"message\":\"out of memory\"}\n\n".to_vec())], false),
+        ("an event named error", vec![Step::Token("Half".into()), Step::Bytes(b"event: error\ndata: {\"message\":\"overloaded\"}\n\n".to_vec())], false),
+        ("a cut after the finish reason", vec![Step::Token("Whole".into()), Step::Bytes(finish.clone()), Step::Cut], true),
+        ("silence after the finish reason", vec![Step::Token("Whole".into()), Step::Bytes(finish), Step::Sleep(std::time::Duration::from_secs(2))], true),
+    ];
+    for (what, steps, complete) in cases {
+        let llm = ScriptedLlm::start_as(d, move |_| Script::ok(steps.clone())).await;
+        let mut stream = client(&llm).chat_stream(&request("m", ModelOptions::default())).await.unwrap();
+        let events = events(&mut stream).await;
+        match events.last() {
+            Some(Ok(ChatEvent::Done(_))) => assert!(complete, "{what}: taken as complete"),
+            Some(Err(LlmError::Failed(_))) => assert!(!complete, "{what}: taken as failed"),
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn keep_alive_comments_do_not_hold_off_the_timeouts() {
+    let mut steps = vec![Step::Token("a".into())];
+    for _ in 0..8 {
+        steps.push(Step::Sleep(std::time::Duration::from_millis(150)));
+        steps.push(Step::Bytes(b": still working\n\n".to_vec()));
+    }
+    steps.push(Step::Token("b".into()));
+    let llm = ScriptedLlm::start_as(Dialect::OpenAi, move |_| Script::ok(steps.clone())).await;
+    let mut stream = client(&llm).chat_stream(&request("m", ModelOptions::default())).await.unwrap();
+    assert_eq!(stream.next().await, Some(Ok(ChatEvent::Delta("a".into()))));
+    // Comments every 150 ms, but no token for 1.2 s: past the 500 ms idle timeout.
+    let mut last = stream.next().await;
+    while matches!(last, Some(Ok(ChatEvent::Progress))) {
+        last = stream.next().await;
+    }
+    assert_eq!(last, Some(Err(LlmError::Timeout(TimeoutPhase::BetweenTokens))));
+}

@@ -197,9 +197,24 @@ async fn a_response_is_a_stored_reply_and_chains_in_its_session() {
 
 #[tokio::test]
 async fn streamed_responses_number_their_events_and_resume_from_any_of_them() {
+    streamed_responses_resume(false).await
+}
+
+/// Thinking is not part of a response's output, but it moves positions (and
+/// sequence numbers) on: the closing events still come after every delta.
+#[tokio::test]
+async fn a_response_that_thinks_numbers_its_closing_events_after_its_text() {
+    streamed_responses_resume(true).await
+}
+
+async fn streamed_responses_resume(thinks: bool) {
     let tokens: Vec<String> = (0..12).map(|i| format!("wörd{i} ")).collect();
     let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
-    let steps = reply_steps(&refs, Duration::from_millis(20));
+    let mut steps = reply_steps(&refs, Duration::from_millis(20));
+    if thinks {
+        let thinking = "a long thought ".repeat(20);
+        steps.insert(0, Step::Thinking(thinking));
+    }
     let llm = ScriptedLlm::start(move |_| Script { status: 200, steps: steps.clone() }).await;
     let t = spawn_app_for_llm(&llm.url, &[]).await;
     let r = post(&t, "/v1/responses", json!({"model": "smollm2:135m", "input": "Go", "stream": true})).await;

@@ -102,6 +102,7 @@ async fn a_busy_backend_is_503_llm_busy_with_retry_after(d: Dialect) {
 }
 
 crate::both_dialects!(
+    a_backend_key_reaches_the_backend_and_nothing_else,
     thinking_streams_as_its_own_events_and_is_stored_apart,
     a_format_is_passed_through_and_recorded_on_the_reply,
     a_busy_backend_is_503_llm_busy_with_retry_after,
@@ -167,8 +168,7 @@ impl std::io::Write for Captured {
     }
 }
 
-#[tokio::test]
-async fn a_backend_key_reaches_the_backend_and_nothing_else() {
+async fn a_backend_key_reaches_the_backend_and_nothing_else(d: Dialect) {
     const KEY: &str = "sk-llmchat-test-5f1e9c0b7a";
     let captured = Captured::default();
     let writer = captured.clone();
@@ -176,7 +176,7 @@ async fn a_backend_key_reaches_the_backend_and_nothing_else() {
     // This test's runtime is single-threaded: every task logs to this subscriber.
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let llm = ScriptedLlm::start_as(Dialect::OpenAi, |req| {
+    let llm = ScriptedLlm::start_as(d, |req| {
         if req["messages"].as_array().and_then(|m| m.last()).is_some_and(|m| m["content"] == "fail") {
             Script::refusal(401, "invalid api key")
         } else {

@@ -38,7 +38,7 @@ impl Generated {
 
     /// Whether the text so far is stored.
     pub fn text_saved(&self) -> bool {
-        self.save_error.is_none() && !self.superseded && !self.reply.content.is_empty()
+        self.save_error.is_none() && !self.superseded && self.reply.end_position() > 0
     }
 }
 
@@ -119,7 +119,7 @@ async fn generate_metered<S: MessageRepository, M: ChatModel>(
                                 _ => {}
                             }
                             log.waiting_since.get_or_insert_with(Instant::now);
-                            let length = reply_len(&reply);
+                            let length = reply.end_position();
                             if length >= MAX_REPLY_BYTES {
                                 // A reply that would not fit in its item: end it here, as a length stop.
                                 tracing::warn!(bytes = length, "reply reached the size limit");
@@ -155,7 +155,7 @@ struct Timing {
 async fn append<S: MessageRepository>(store: &S, config: &Config, reply: &mut Message, log: &mut Log) -> Option<Stop> {
     reply.lease_until = Some(Timestamp::now().plus(config.llm_idle_timeout + LEASE_GRACE));
     let thinking = reply.thinking.len();
-    let part = (reply_len(reply) > log.flushed).then(|| LogPart {
+    let part = (reply.end_position() > log.flushed).then(|| LogPart {
         index: log.next_part,
         offset: log.flushed,
         thinking: reply.thinking.get(log.flushed..).unwrap_or_default().to_owned(),
@@ -164,7 +164,7 @@ async fn append<S: MessageRepository>(store: &S, config: &Config, reply: &mut Me
     match store.append_reply(reply, part.as_ref()).await {
         Ok(()) => {
             if part.is_some() {
-                log.flushed = reply_len(reply);
+                log.flushed = reply.end_position();
                 log.next_part += 1;
             }
             log.waiting_since = None;
@@ -202,11 +202,6 @@ fn report(reply: &Message, claimed: &Claimed, timing: &Timing, error: Option<&Ll
     if let Some(err) = error {
         crate::metrics::backend_error(&claimed.backend, err.code().as_str());
     }
-}
-
-/// Bytes of the reply so far: its thinking, then its content.
-fn reply_len(reply: &Message) -> usize {
-    reply.thinking.len() + reply.content.len()
 }
 
 /// A write was refused: a cancel, or another writer (or none: the session is gone).

@@ -135,6 +135,12 @@ impl Message {
         }
     }
 
+    /// The position after the reply's last byte: positions count its
+    /// thinking, then its content.
+    pub fn end_position(&self) -> usize {
+        self.thinking.len() + self.content.len()
+    }
+
     /// True while another request is generating this reply.
     pub fn is_live(&self, now: Timestamp) -> bool {
         self.effective_status(now) == MessageStatus::Streaming

@@ -90,7 +90,7 @@ impl Backends {
             .zip(keys)
             .map(|(b, key)| {
                 let backend = match b.kind {
-                    BackendKind::Ollama => Backend::Ollama(OllamaClient::from_backend(b)),
+                    BackendKind::Ollama => Backend::Ollama(OllamaClient::from_backend(b, key)),
                     BackendKind::OpenAi => Backend::OpenAi(OpenAiClient::from_backend(b, key)),
                 };
                 (b.name.clone(), backend)

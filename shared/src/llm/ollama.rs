@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::wire::{ModelsCache, TimedLines, busy, error_text, request_error, retry_after};
+use super::wire::{ModelsCache, TimedLines, busy, error_text, refused_key, request_error, retry_after};
 use super::{ChatEvent, ChatModel, ChatRequest, ChatTurn, Completion, LlmError, ModelInfo, ReplyStream, TimeoutPhase};
-use crate::config::BackendConfig;
+use crate::config::{BackendConfig, Secret};
 use crate::domain::{ModelOptions, Think, Usage};
 
 #[derive(Clone, Debug)]
@@ -20,6 +20,8 @@ pub struct OllamaClient {
     /// The backend's name: the `backend/` prefix of its models.
     name: String,
     http: reqwest::Client,
+    /// Sent as `Authorization: Bearer` (an Ollama behind an authenticating proxy, or a hosted one).
+    api_key: Option<Secret>,
     base_url: String,
     first_token_timeout: Duration,
     idle_timeout: Duration,
@@ -106,8 +108,16 @@ impl WireChunk {
 }
 
 impl OllamaClient {
-    pub fn from_backend(backend: &BackendConfig) -> Self {
-        Self::new(&backend.name, &backend.url, backend.connect_timeout, backend.first_token_timeout, backend.idle_timeout)
+    pub fn from_backend(backend: &BackendConfig, api_key: Option<Secret>) -> Self {
+        let client = Self::new(&backend.name, &backend.url, backend.connect_timeout, backend.first_token_timeout, backend.idle_timeout);
+        OllamaClient { api_key, ..client }
+    }
+
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.api_key {
+            Some(key) => request.bearer_auth(key.expose()),
+            None => request,
+        }
     }
 
     pub fn new(name: &str, base_url: &str, connect: Duration, first_token: Duration, idle: Duration) -> Self {
@@ -119,6 +129,7 @@ impl OllamaClient {
         OllamaClient {
             name: name.to_owned(),
             http,
+            api_key: None,
             base_url: base_url.trim_end_matches('/').to_owned(),
             first_token_timeout: first_token,
             idle_timeout: idle,
@@ -151,7 +162,7 @@ impl OllamaClient {
             #[serde(default)]
             details: Option<Value>,
         }
-        let response = tokio::time::timeout(self.idle_timeout, self.http.get(format!("{}/api/tags", self.base_url)).send())
+        let response = tokio::time::timeout(self.idle_timeout, self.authorized(self.http.get(format!("{}/api/tags", self.base_url))).send())
             .await
             .map_err(|_| LlmError::Timeout(TimeoutPhase::Connect))?
             .map_err(request_error)?;
@@ -188,7 +199,7 @@ impl OllamaClient {
             format: request.options.format.as_ref(),
             think: request.options.think.map(wire_think),
         };
-        let send = self.http.post(format!("{}/api/chat", self.base_url)).json(&wire).send();
+        let send = self.authorized(self.http.post(format!("{}/api/chat", self.base_url))).json(&wire).send();
         // Ollama answers once the model is loaded, so the status line falls under the first-token wait.
         let response = tokio::time::timeout(self.first_token_timeout, send)
             .await
@@ -209,6 +220,9 @@ impl OllamaClient {
         }
         if let Some(busy) = busy(status, &message, retry_after) {
             return Err(busy);
+        }
+        if let Some(refused) = refused_key(status) {
+            return Err(refused);
         }
         if status.is_server_error() {
             return Err(LlmError::Unavailable(message));

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::wire::{ModelsCache, TimedLines, busy, error_text, request_error, retry_after};
+use super::wire::{ModelsCache, TimedLines, busy, error_text, refused_key, request_error, retry_after};
 use super::{ChatEvent, ChatModel, ChatRequest, ChatTurn, Completion, LlmError, ModelInfo, ReplyStream, TimeoutPhase};
 use crate::config::{BackendConfig, Secret};
 use crate::domain::{Think, Usage};
@@ -64,8 +64,6 @@ struct WireChunk {
     choices: Vec<WireChoice>,
     #[serde(default)]
     usage: Option<WireUsage>,
-    #[serde(default)]
-    error: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -110,9 +108,10 @@ fn response_format(format: &Value) -> Value {
     }
 }
 
-/// The message of an error body: `{"error": {"message": …}}`, `{"error": "…"}`, `{"detail": "…"}`.
+/// The message of an error body: `{"error": {"message": …}}`, `{"error": "…"}`,
+/// `{"message": …}`, `{"detail": "…"}`.
 fn error_message(body: &Value) -> Option<String> {
-    let error = body.get("error").unwrap_or(body);
+    let error = body.get("error").filter(|e| !e.is_null()).unwrap_or(body);
     error
         .get("message")
         .or_else(|| error.get("detail"))
@@ -184,6 +183,7 @@ impl OpenAiClient {
             usage: None,
             text_pieces: 0,
             thinking_pieces: 0,
+            error_event: false,
             finished: false,
         })
     }
@@ -203,9 +203,8 @@ impl OpenAiClient {
         if let Some(busy) = busy(status, &message, retry_after) {
             return busy;
         }
-        if matches!(status, reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN) {
-            // The deployment's key, not the client's: the backend is unusable as configured.
-            return LlmError::Unavailable(format!("the backend refused its API key ({status})"));
+        if let Some(refused) = refused_key(status) {
+            return refused;
         }
         if status.is_server_error() {
             return LlmError::Unavailable(message);
@@ -285,6 +284,8 @@ pub struct ChatStream {
     /// given when the server reports no usage (llama.cpp's server streams none).
     text_pieces: u64,
     thinking_pieces: u64,
+    /// The last `event:` line named an error.
+    error_event: bool,
     finished: bool,
 }
 
@@ -300,8 +301,10 @@ impl ReplyStream for ChatStream {
                     Ok(None) => continue,
                     Err(e) => break Err(e),
                 },
-                // A stream that said how it finished and then closed without `[DONE]` is complete.
-                Ok(None) if self.finish_reason.is_some() => break Ok(self.done()),
+                // Once the server has said how the reply finished, the rest
+                // (usage, `[DONE]`) is a courtesy: a close, a cut or a silence
+                // after it still leaves a complete reply.
+                Ok(None) | Err(LlmError::Failed(_) | LlmError::Timeout(_)) if self.finish_reason.is_some() => break Ok(self.done()),
                 Ok(None) => break Err(LlmError::Failed("the stream ended before the reply was complete".to_owned())),
                 Err(e) => break Err(e),
             }
@@ -315,18 +318,29 @@ impl ReplyStream for ChatStream {
 
 impl ChatStream {
     /// One line of the event stream: `None` for lines that carry no event
-    /// (comments, `event:` names, chunks with nothing new).
+    /// (comments, chunks with nothing new). An `event: error` names the data
+    /// that follows as an error.
     fn parse(&mut self, line: &[u8]) -> Result<Option<ChatEvent>, LlmError> {
+        if let Some(name) = line.strip_prefix(b"event:") {
+            self.error_event = name.trim_ascii() == b"error";
+            return Ok(None);
+        }
         let Some(data) = line.strip_prefix(b"data:") else { return Ok(None) };
         let data = data.strip_prefix(b" ").unwrap_or(data);
         if data == b"[DONE]" {
-            return Ok(Some(self.done()));
+            return match self.finish_reason {
+                Some(_) => Ok(Some(self.done())),
+                None => Err(LlmError::Failed("the stream ended without saying how the reply finished".to_owned())),
+            };
+        }
+        let value: Value =
+            serde_json::from_slice(data).map_err(|e| LlmError::Failed(format!("malformed stream event: {e}")))?;
+        // Errors come as `{"error": …}`, as `{"object": "error", "message": …}`, or after `event: error`.
+        if self.error_event || value.get("error").is_some_and(|e| !e.is_null()) || value["object"] == "error" {
+            return Err(LlmError::Failed(error_message(&value).unwrap_or_else(|| "error event".to_owned())));
         }
         let chunk: WireChunk =
-            serde_json::from_slice(data).map_err(|e| LlmError::Failed(format!("malformed stream event: {e}")))?;
-        if let Some(error) = chunk.error {
-            return Err(LlmError::Failed(error_message(&json!({"error": error})).unwrap_or_else(|| "error event".to_owned())));
-        }
+            serde_json::from_value(value).map_err(|e| LlmError::Failed(format!("malformed stream event: {e}")))?;
         if chunk.usage.is_some() {
             self.usage = chunk.usage;
         }

@@ -28,7 +28,7 @@ pub struct TimedLines {
     lines: LineBuffer,
     first_token_deadline: Instant,
     idle_timeout: Duration,
-    /// When the last bytes arrived: the silence between tokens counts from here.
+    /// When the last line that was not a comment arrived: the silence between tokens counts from here.
     last_chunk_at: Instant,
     seen_any: bool,
 }
@@ -46,10 +46,17 @@ impl TimedLines {
         }
     }
 
-    /// The next non-blank line; `Ok(None)` once the body has ended.
+    /// The next non-blank line; `Ok(None)` once the body has ended. Only a
+    /// line that is not an SSE comment (`:`…) counts as the backend's
+    /// progress: a server that sends keep-alive comments while stuck still
+    /// runs into the first-token and idle timeouts.
     pub async fn next(&mut self) -> Result<Option<Vec<u8>>, LlmError> {
         loop {
             if let Some(line) = self.lines.next_line() {
+                if !line.starts_with(b":") {
+                    self.last_chunk_at = Instant::now();
+                    self.seen_any = true;
+                }
                 return Ok(Some(line));
             }
             let (wait, phase) = if self.seen_any {
@@ -61,8 +68,6 @@ impl TimedLines {
                 Err(_) => return Err(LlmError::Timeout(phase)),
                 Ok(Err(e)) => return Err(LlmError::Failed(format!("connection lost: {}", error_text(&e)))),
                 Ok(Ok(Some(bytes))) => {
-                    self.last_chunk_at = Instant::now();
-                    self.seen_any = true;
                     self.lines.push(&bytes);
                     if self.lines.pending_len() > MAX_LINE_BYTES {
                         return Err(LlmError::Failed(format!("a stream line is longer than {MAX_LINE_BYTES} bytes")));
@@ -104,6 +109,13 @@ impl ModelsCache {
 pub fn busy(status: StatusCode, message: &str, retry_after: Option<u64>) -> Option<LlmError> {
     matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE)
         .then(|| LlmError::Busy { message: message.to_owned(), retry_after })
+}
+
+/// A refusal of the deployment's key (401, 403): the backend is unusable as
+/// configured, which is not the client's doing.
+pub fn refused_key(status: StatusCode) -> Option<LlmError> {
+    matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
+        .then(|| LlmError::Unavailable(format!("the backend refused its API key ({status})")))
 }
 
 /// `Retry-After` in seconds (an HTTP date is read as "soon"), capped at [`MAX_RETRY_AFTER_SECS`].

@@ -167,7 +167,8 @@ fn delta_event(reply: &Message, text: &str, end: usize) -> String {
 /// The events after the text of an ended reply, numbered from `4 + its length`.
 fn tail_events(reply: &Message, echo: &Echo) -> Vec<(u64, String)> {
     let obj = object(reply, echo);
-    let first = HEAD_EVENTS + reply.content.len() as u64;
+    // After the last position, thinking included (deltas are numbered by position).
+    let first = HEAD_EVENTS + reply.end_position() as u64;
     let terminal = match obj["status"].as_str() {
         Some("completed") => "response.completed",
         Some("failed") => "response.failed",
@@ -395,7 +396,7 @@ pub async fn retrieve<S: Store + 'static, M: Send + Sync + 'static>(
         }
         // Text from the byte the reader has, then the end as stored.
         let from = after.saturating_sub(HEAD_EVENTS) as usize;
-        let ended = if !reply.is_live(Timestamp::now()) && from > reply.thinking.len() + reply.content.len() {
+        let ended = if !reply.is_live(Timestamp::now()) && from > reply.end_position() {
             Some(reply.clone())
         } else {
             let mut ended = None;
