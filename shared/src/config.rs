@@ -324,6 +324,13 @@ impl Config {
             value => number("LLMCHAT_MAX_REPLY_TOKENS", value, 1, 131_072)? as u32,
         };
         let policy = policy(&get, max_context_tokens, max_reply_tokens)?;
+        let allowed = ModelPolicy::default_allows;
+        if !allowed(&policy, &backends, &default_backend, &default_model) {
+            return Err(invalid(
+                "LLMCHAT_ALLOWED_MODELS",
+                "does not allow LLMCHAT_DEFAULT_MODEL: sessions that name no model could never send",
+            ));
+        }
         let quota = |var: &str, default: u64| -> Result<u64, ConfigError> {
             match get(var) {
                 None => Ok(default),
@@ -364,17 +371,28 @@ impl Config {
     }
 }
 
+impl ModelPolicy {
+    /// Whether the default model (resolved against the backends) passes the allow-list.
+    fn default_allows(&self, backends: &[BackendConfig], default_backend: &str, model: &str) -> bool {
+        let (backend, bare) = split_model(backends, default_backend, model);
+        self.allowed_models.iter().any(|p| pattern_matches(p, &format!("{backend}/{bare}")))
+    }
+}
+
+/// The rule of [`Config::resolve_model`], over the backends and the default one.
+fn split_model<'a>(backends: &[BackendConfig], default_backend: &'a str, model: &'a str) -> (&'a str, &'a str) {
+    match model.split_once('/') {
+        Some((prefix, rest)) if !rest.is_empty() && backends.iter().any(|b| b.name == prefix) => (prefix, rest),
+        _ => (default_backend, model),
+    }
+}
+
 impl Config {
     /// The backend and the backend's own model name behind `model`: a
     /// `backend/` prefix naming a configured backend picks it; any other name
     /// (including one with a `/` of its own) goes whole to the default backend.
     pub fn resolve_model<'a>(&'a self, model: &'a str) -> (&'a str, &'a str) {
-        if let Some((prefix, rest)) = model.split_once('/') {
-            if !rest.is_empty() && self.backends.iter().any(|b| b.name == prefix) {
-                return (prefix, rest);
-            }
-        }
-        (&self.default_backend, model)
+        split_model(&self.backends, &self.default_backend, model)
     }
 
     /// `model` as `backend/model`.
@@ -446,7 +464,7 @@ fn backends(get: &impl Fn(&str) -> Option<String>, defaults: [Duration; 3]) -> R
             vec![(DEFAULT_BACKEND_NAME.to_owned(), BackendKind::Ollama, url)]
         }
         Some(list) => {
-            let mut entries = Vec::new();
+            let mut entries: Vec<(String, BackendKind, String)> = Vec::new();
             for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
                 let shape = "entries are `name=kind:url`, kind `ollama` or `openai`";
                 let (name, rest) = entry.split_once('=').ok_or_else(|| invalid(VAR, shape))?;
@@ -463,10 +481,16 @@ fn backends(get: &impl Fn(&str) -> Option<String>, defaults: [Duration; 3]) -> R
                 if !name_ok {
                     return Err(invalid(VAR, "a backend name is 1-32 characters of a-z, 0-9, '-', '_'"));
                 }
-                if entries.iter().any(|(n, _, _)| *n == name) {
-                    return Err(invalid(VAR, &format!("backend `{name}` is named twice")));
+                // Names that differ only in `-` and `_` would share their variables' prefix.
+                let prefix_of = |n: &str| n.replace('-', "_");
+                if entries.iter().any(|(n, _, _): &(String, BackendKind, String)| prefix_of(n) == prefix_of(&name)) {
+                    return Err(invalid(VAR, &format!("backend `{name}` is named twice (`-` and `_` count as one)")));
                 }
-                entries.push((name, kind, url_var(VAR, url.trim().to_owned())?));
+                let url = url_var(VAR, url.trim().to_owned())?;
+                if url.split("://").nth(1).and_then(|rest| rest.split('/').next()).is_some_and(|host| host.contains('@')) {
+                    return Err(invalid(VAR, "a backend URL holds no credentials: give a key with LLMCHAT_BACKEND_<NAME>_API_KEY"));
+                }
+                entries.push((name, kind, url));
             }
             if entries.is_empty() || entries.len() > MAX_BACKENDS {
                 return Err(invalid(VAR, &format!("names 1 to {MAX_BACKENDS} backends")));
@@ -480,6 +504,9 @@ fn backends(get: &impl Fn(&str) -> Option<String>, defaults: [Duration; 3]) -> R
         let (name, param) = pair.split_once('=').ok_or_else(|| invalid("LLMCHAT_BACKEND_KEY_PARAMS", "entries are `backend=parameter name`"))?;
         if !entries.iter().any(|(n, _, _)| n == name.trim()) {
             return Err(invalid("LLMCHAT_BACKEND_KEY_PARAMS", &format!("`{}` is not a backend of LLMCHAT_BACKENDS", name.trim())));
+        }
+        if key_params.iter().any(|(n, _)| n == name.trim()) {
+            return Err(invalid("LLMCHAT_BACKEND_KEY_PARAMS", &format!("`{}` is named twice", name.trim())));
         }
         key_params.push((name.trim().to_owned(), param.trim().to_owned()));
     }
@@ -663,6 +690,9 @@ mod tests {
             ("LLMCHAT_ALLOWED_CONTEXT_SIZES", "4096,huge"),
             ("LLMCHAT_BACKEND_OLLAMA_IDLE_TIMEOUT_MS", "0"),
             ("LLMCHAT_BACKEND_KEY_PARAMS", "nobody=/llmchat/key"),
+            ("LLMCHAT_BACKENDS", "a-b=ollama:http://x,a_b=ollama:http://y"),
+            ("LLMCHAT_BACKENDS", "a=ollama:http://user:pw@x"),
+            ("LLMCHAT_ALLOWED_MODELS", "hosted/*"),
             ("LLMCHAT_QUOTA_ACTIVE_REPLIES", "0"),
             ("LLMCHAT_QUOTA_TOKENS_PER_DAY", "lots"),
             ("LLMCHAT_MODEL_PRICES", "hosted/*=0.15"),
@@ -707,6 +737,7 @@ mod tests {
     fn the_allow_list_refuses_by_naming_the_limit() {
         let c = config(&[
             ("LLMCHAT_ALLOWED_MODELS", "ollama/gemma3:*, ollama/*-instruct"),
+            ("LLMCHAT_DEFAULT_MODEL", "gemma3:270m"),
             ("LLMCHAT_MAX_NUM_PREDICT", "2048"),
             ("LLMCHAT_ALLOWED_CONTEXT_SIZES", "2048,4096"),
         ])

@@ -123,8 +123,8 @@ impl ChatModel for Backends {
         })
     }
 
-    /// Every backend's models; a backend that does not answer is left out
-    /// (and logged), unless none answers.
+    /// Every backend's models that the allow-list lets clients use; a backend
+    /// that does not answer is left out (and logged), unless none answers.
     async fn models(&self) -> Result<Vec<ModelInfo>, LlmError> {
         let lists = futures::future::join_all(self.backends.iter().map(|(_, b)| async move {
             match b {
@@ -146,7 +146,8 @@ impl ChatModel for Backends {
         }
         match first_error {
             Some(e) if models.is_empty() => Err(e),
-            _ => Ok(models),
+            // Only what clients may use here is offered.
+            _ => Ok(models.into_iter().filter(|m| self.config.check_model(&m.name).is_ok()).collect()),
         }
     }
 
