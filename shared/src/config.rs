@@ -158,6 +158,10 @@ pub struct BackendConfig {
     pub first_token_timeout: Duration,
     /// `LLMCHAT_BACKEND_<NAME>_IDLE_TIMEOUT_MS`, else the global one.
     pub idle_timeout: Duration,
+    /// `LLMCHAT_BACKEND_<NAME>_MAX_TOKENS_PARAM`: `max_tokens` (default, what
+    /// most OpenAI-compatible servers read) or `max_completion_tokens` (what
+    /// OpenAI's reasoning models require); `openai` backends only.
+    pub max_completion_tokens: bool,
 }
 
 /// What clients may ask of the models on this deployment.
@@ -530,7 +534,13 @@ fn backends(get: &impl Fn(&str) -> Option<String>, defaults: [Duration; 3]) -> R
                     value => Ok(Duration::from_millis(number(&name, value, 1, MAX_TIMEOUT_MS)?)),
                 }
             };
+            let max_completion_tokens = match get(&var("MAX_TOKENS_PARAM")).as_deref() {
+                None | Some("max_tokens") => false,
+                Some("max_completion_tokens") => true,
+                Some(_) => return Err(invalid(&var("MAX_TOKENS_PARAM"), "must be `max_tokens` or `max_completion_tokens`")),
+            };
             Ok(BackendConfig {
+                max_completion_tokens,
                 connect_timeout: timeout("CONNECT_TIMEOUT_MS", defaults[0])?,
                 first_token_timeout: timeout("FIRST_TOKEN_TIMEOUT_MS", defaults[1])?,
                 idle_timeout: timeout("IDLE_TIMEOUT_MS", defaults[2])?,

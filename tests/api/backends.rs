@@ -284,3 +284,19 @@ async fn keep_alive_comments_do_not_hold_off_the_timeouts() {
     }
     assert_eq!(last, Some(Err(LlmError::Timeout(TimeoutPhase::BetweenTokens))));
 }
+
+#[tokio::test]
+async fn an_openai_backend_can_name_the_reply_limit_as_reasoning_models_want_it() {
+    let llm = ScriptedLlm::replying_as(Dialect::OpenAi, &["ok"]).await;
+    let options = ModelOptions { num_predict: Some(64), ..Default::default() };
+    for (setting, field, absent) in [(None, "max_tokens", "max_completion_tokens"), (Some("max_completion_tokens"), "max_completion_tokens", "max_tokens")] {
+        let extra: Vec<(&str, &str)> = setting.map(|s| ("LLMCHAT_BACKEND_LLM_MAX_TOKENS_PARAM", s)).into_iter().collect();
+        let mut stream = backends(&llm.backend_var(), &extra).chat_stream(&request("m", options.clone())).await.unwrap();
+        events(&mut stream).await;
+        let sent = llm.requests().pop().unwrap();
+        assert_eq!((sent[field].as_u64(), sent.get(absent)), (Some(64), None), "{setting:?}");
+    }
+    // A 404 that does not name the model is a wrong URL, not an unknown model.
+    let lost = ScriptedLlm::start_as(Dialect::OpenAi, |_| Script { status: 404, steps: vec![Step::Bytes(br#"{"detail":"Not Found"}"#.to_vec())] }).await;
+    assert!(matches!(client(&lost).chat_stream(&request("m", ModelOptions::default())).await.err(), Some(LlmError::Unavailable(_))));
+}

@@ -94,6 +94,12 @@ async fn a_busy_backend_is_503_llm_busy_with_retry_after(d: Dialect) {
     assert_eq!(r.headers["retry-after"], "7", "the backend's own wait is passed on");
     let history = t.history(&session).await;
     assert_eq!((history[0]["content"].as_str(), history[1]["error_code"].as_str()), (Some("hi"), Some("llm_busy")));
+    // On a stream the status line went out first: the error event says when to come back.
+    let r = stream(&t, &session, json!({"content": "again"})).await;
+    let (events, _) = parse_sse(&r.text);
+    let last = events.last().unwrap();
+    assert_eq!((last.name.as_str(), last.data["problem"]["code"].as_str()), ("error", Some("llm_busy")));
+    assert_eq!(last.data["retry_after"], 7);
     // The OpenAI-compatible surface says the same in its own shape.
     let r = t.send(Method::POST, "/v1/chat/completions", Some(r#"{"model": "smollm2:135m", "messages": [{"role": "user", "content": "hi"}]}"#)).await;
     assert_eq!(r.status.as_u16(), 503);

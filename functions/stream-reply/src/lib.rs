@@ -129,10 +129,12 @@ async fn produce<S: Store, M: ChatModel>(
 }
 
 fn error_event(err: chat::ChatError, request_id: &str, reply_id: Uuid, partial_saved: bool) -> StreamEvent {
+    let err = ApiError::from(err);
     StreamEvent::Error(StreamError {
-        problem: ApiError::from(err).to_problem(request_id),
+        problem: err.to_problem(request_id),
         reply_id: Some(reply_id),
         partial_saved,
+        retry_after: err.retry_after(),
     })
 }
 

@@ -268,6 +268,9 @@ async fn finish<S: MessageRepository>(
     if let Some(e) = &save_error {
         tracing::error!(error = %e, "could not store the final reply");
     }
-    tracing::info!(status = ?reply.status, chars = reply.content.len(), "reply finished");
+    // The units the whole send used, its final write included (the reply's own
+    // record stops before that write, which is what records it).
+    let (read_units, write_units) = claimed.meter.units();
+    tracing::info!(status = ?reply.status, chars = reply.content.len(), read_units, write_units, "reply finished");
     Generated { reply, llm_error, save_error, superseded: false }
 }

@@ -79,6 +79,11 @@ pub struct StreamError {
     pub problem: Problem,
     pub reply_id: Option<Uuid>,
     pub partial_saved: bool,
+    /// For `llm_busy`: seconds to wait before sending again (the stream's
+    /// status line went out before the backend answered, so this takes the
+    /// place of a `Retry-After` header).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Debug, Clone)]

@@ -26,6 +26,8 @@ pub struct OpenAiClient {
     http: reqwest::Client,
     base_url: String,
     api_key: Option<Secret>,
+    /// Send `num_predict` as `max_completion_tokens` rather than `max_tokens`.
+    max_completion_tokens: bool,
     first_token_timeout: Duration,
     idle_timeout: Duration,
     models_cache: ModelsCache,
@@ -45,6 +47,9 @@ struct WireRequest<'a> {
     top_k: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_tokens: Option<u32>,
+    /// The same, for servers that take only this name (OpenAI's reasoning models).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_completion_tokens: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     seed: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -132,6 +137,7 @@ impl OpenAiClient {
             http,
             base_url: backend.url.trim_end_matches('/').to_owned(),
             api_key,
+            max_completion_tokens: backend.max_completion_tokens,
             first_token_timeout: backend.first_token_timeout,
             idle_timeout: backend.idle_timeout,
             models_cache: Default::default(),
@@ -155,7 +161,8 @@ impl OpenAiClient {
             temperature: o.temperature,
             top_p: o.top_p,
             top_k: o.top_k,
-            max_tokens: o.num_predict,
+            max_tokens: o.num_predict.filter(|_| !self.max_completion_tokens),
+            max_completion_tokens: o.num_predict.filter(|_| self.max_completion_tokens),
             seed: o.seed,
             repeat_penalty: o.repeat_penalty,
             stop: o.stop.as_deref(),
@@ -197,8 +204,13 @@ impl OpenAiClient {
             .ok()
             .and_then(|v| error_message(&v))
             .unwrap_or_else(|| format!("status {status}"));
+        // A 404 that is not about the model is a wrong URL (a base URL without `/v1`, say).
         if status == reqwest::StatusCode::NOT_FOUND {
-            return LlmError::ModelNotFound(request.model.clone());
+            return if message.to_ascii_lowercase().contains("model") {
+                LlmError::ModelNotFound(request.model.clone())
+            } else {
+                LlmError::Unavailable(format!("{}/chat/completions answered 404: {message}", self.base_url))
+            };
         }
         if let Some(busy) = busy(status, &message, retry_after) {
             return busy;
