@@ -8,18 +8,18 @@ use lambda_http::http::{Method, StatusCode};
 use llmchat::testing;
 use serde_json::json;
 
-use crate::helpers::{TestApp, TestResponse, id, spawn_app_for_llm};
+use crate::helpers::{TestApp, TestResponse, id, spawn_app_on};
 use crate::stream::{Event, parse_sse, stream};
-use llmchat_tests::scripted_llm::{Script, ScriptedLlm, reply_steps};
+use llmchat_tests::scripted_llm::{Dialect, Script, ScriptedLlm, reply_steps};
 
 fn tokens(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("tök{i} ")).collect()
 }
 
-async fn slow_llm(tokens: &[String], pause: Duration) -> ScriptedLlm {
+async fn slow_llm(d: Dialect, tokens: &[String], pause: Duration) -> ScriptedLlm {
     let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
     let steps = reply_steps(&refs, pause);
-    ScriptedLlm::start(move |_| Script { status: 200, steps: steps.clone() }).await
+    ScriptedLlm::start_as(d, move |_| Script { status: 200, steps: steps.clone() }).await
 }
 
 /// `GET …/messages/{reply}/stream`, with `Last-Event-ID` when given.
@@ -40,11 +40,10 @@ async fn stored_reply(t: &TestApp, session: &str) -> serde_json::Value {
     t.history(session).await.last().cloned().unwrap()
 }
 
-#[tokio::test]
-async fn a_finished_reply_resumes_from_the_start_the_middle_the_last_event_and_after_the_end() {
+async fn a_finished_reply_resumes_from_the_start_the_middle_the_last_event_and_after_the_end(d: Dialect) {
     let words = tokens(6);
-    let llm = slow_llm(&words, Duration::ZERO).await;
-    let t = spawn_app_for_llm(&llm.url, &[]).await;
+    let llm = slow_llm(d, &words, Duration::ZERO).await;
+    let t = spawn_app_on(&llm, &[]).await;
     let session = id(&t.create_session("{}").await);
     let (events, _) = parse_sse(&stream(&t, &session, json!({"content": "go"})).await.text);
     let reply_id = events[0].data["reply_id"].as_str().unwrap().to_owned();
@@ -74,10 +73,9 @@ async fn a_finished_reply_resumes_from_the_start_the_middle_the_last_event_and_a
     assert_eq!(deltas(&parse_sse(&r.text).0), whole);
 }
 
-#[tokio::test]
-async fn unknown_positions_are_400_and_other_owners_404() {
-    let llm = slow_llm(&tokens(3), Duration::ZERO).await;
-    let t = spawn_app_for_llm(&llm.url, &[]).await;
+async fn unknown_positions_are_400_and_other_owners_404(d: Dialect) {
+    let llm = slow_llm(d, &tokens(3), Duration::ZERO).await;
+    let t = spawn_app_on(&llm, &[]).await;
     let session = id(&t.create_session("{}").await);
     let (events, _) = parse_sse(&stream(&t, &session, json!({"content": "go"})).await.text);
     let reply_id = events[0].data["reply_id"].as_str().unwrap().to_owned();
@@ -94,11 +92,10 @@ async fn unknown_positions_are_400_and_other_owners_404() {
     t.send_as(Some(&stranger), Method::POST, &cancel, None).await.assert_problem(404, "not_found");
 }
 
-#[tokio::test]
-async fn a_reader_that_leaves_rejoins_through_another_request_and_sees_the_rest_live() {
+async fn a_reader_that_leaves_rejoins_through_another_request_and_sees_the_rest_live(d: Dialect) {
     let words = tokens(20);
-    let llm = slow_llm(&words, Duration::from_millis(100)).await;
-    let t = spawn_app_for_llm(&llm.url, &[]).await;
+    let llm = slow_llm(d, &words, Duration::from_millis(100)).await;
+    let t = spawn_app_on(&llm, &[]).await;
     let session = id(&t.create_session("{}").await);
 
     // Read the first few deltas, then hang up.
@@ -125,11 +122,10 @@ async fn a_reader_that_leaves_rejoins_through_another_request_and_sees_the_rest_
     assert_eq!(stored_reply(&t, &session).await["content"], words.concat());
 }
 
-#[tokio::test]
-async fn a_cancel_from_another_request_stops_the_model_and_ends_the_stream() {
+async fn a_cancel_from_another_request_stops_the_model_and_ends_the_stream(d: Dialect) {
     let words = tokens(100);
-    let llm = slow_llm(&words, Duration::from_millis(50)).await;
-    let t = std::sync::Arc::new(spawn_app_for_llm(&llm.url, &[]).await);
+    let llm = slow_llm(d, &words, Duration::from_millis(50)).await;
+    let t = std::sync::Arc::new(spawn_app_on(&llm, &[]).await);
     let session = id(&t.create_session("{}").await);
     let (t2, s2) = (t.clone(), session.clone());
     let streaming = tokio::spawn(async move { stream(&t2, &s2, json!({"content": "go on"})).await });
@@ -170,10 +166,9 @@ async fn a_cancel_from_another_request_stops_the_model_and_ends_the_stream() {
     assert_eq!(t.history(&session).await[1]["status"], "cancelled");
 }
 
-#[tokio::test]
-async fn cancelling_an_ended_reply_changes_nothing() {
-    let llm = slow_llm(&tokens(3), Duration::ZERO).await;
-    let t = spawn_app_for_llm(&llm.url, &[]).await;
+async fn cancelling_an_ended_reply_changes_nothing(d: Dialect) {
+    let llm = slow_llm(d, &tokens(3), Duration::ZERO).await;
+    let t = spawn_app_on(&llm, &[]).await;
     let session = id(&t.create_session("{}").await);
     let (events, _) = parse_sse(&stream(&t, &session, json!({"content": "go"})).await.text);
     let reply_id = events[0].data["reply_id"].as_str().unwrap();
@@ -182,3 +177,11 @@ async fn cancelling_an_ended_reply_changes_nothing() {
     assert_eq!((r.status, &r.body), (StatusCode::OK, &before));
     assert_eq!(stored_reply(&t, &session).await, before);
 }
+
+crate::both_dialects!(
+    a_finished_reply_resumes_from_the_start_the_middle_the_last_event_and_after_the_end,
+    unknown_positions_are_400_and_other_owners_404,
+    a_reader_that_leaves_rejoins_through_another_request_and_sees_the_rest_live,
+    a_cancel_from_another_request_stops_the_model_and_ends_the_stream,
+    cancelling_an_ended_reply_changes_nothing,
+);
