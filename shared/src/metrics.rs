@@ -395,7 +395,8 @@ mod tests {
     fn the_schema_refuses_documents_that_break_the_specification() {
         let good: Value = serde_json::from_str(&one_of_each()[0]).unwrap();
         assert!(violations(&good).is_empty());
-        let breakages: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+        type Breakage = Box<dyn Fn(&mut Value)>;
+        let breakages: Vec<(&str, Breakage)> = vec![
             ("no _aws", Box::new(|d| _ = d.as_object_mut().unwrap().remove("_aws"))),
             ("no Timestamp", Box::new(|d| _ = d["_aws"].as_object_mut().unwrap().remove("Timestamp"))),
             ("a Timestamp in text", Box::new(|d| d["_aws"]["Timestamp"] = json!("2026-01-01T00:00:00Z"))),

@@ -6,7 +6,7 @@ use lambda_http::{Body, Request, Response};
 use llmchat::domain::Page;
 use llmchat::llm::ChatModel;
 use llmchat::store::Store;
-use llmchat::{ApiError, App, health, http as api};
+use llmchat::{ApiError, App, http as api};
 
 pub async fn handle<S: Store, M: ChatModel>(app: &App<S, M>, req: Request) -> Result<Response<Body>, lambda_http::Error> {
     api::serve(&app.config, req, |req| async move {
