@@ -152,7 +152,7 @@ cmd_up() {
     local_stack start "$LLMCHAT_STATE_DIR" --llm "$OLLAMA_URL" "${stack_args[@]}" 9>&-
     load_stack_env "$LLMCHAT_STATE_DIR"
     local llm_note="all answering"
-    [[ $STACK_LLM == ok ]] || llm_note="NOT all answering (GET /health names which): their routes give 503 llm_unavailable"
+    [[ $STACK_LLM == ok ]] || llm_note="NOT all answering (GET /health with the key names which): their routes give 503 llm_unavailable"
     # Handy for scripts and manual curl calls; .llmchat/ is gitignored.
     printf '%s\n' "$STACK_KEY" >"$LLMCHAT_STATE_DIR/dev-api-key"
 

@@ -221,9 +221,10 @@ cmd_start() {
     local started=$SECONDS deadline=$((SECONDS + timeout)) next_note=$((SECONDS + 30)) health='' code=''
     # Ready once the functions answer and DynamoDB is reachable; /health is 503
     # while Ollama is down, which STACK_LLM reports instead of waiting on it.
+    # With the key, /health names each check (without, only the overall status).
     log "waiting for $base/health"
     while :; do
-        health="$(curl -s --max-time 30 -w '\n%{http_code}' "$base/health" 2>/dev/null || true)"
+        health="$(curl -s --max-time 30 -w '\n%{http_code}' -H "Authorization: Bearer $key" "$base/health" 2>/dev/null || true)"
         code="${health##*$'\n'}"
         [[ $health == *'"dynamodb":{"status":"ok"'* ]] && break
         if pid_gone "$watch_pid"; then
@@ -260,7 +261,7 @@ cmd_start() {
     done
 
     local llm_status=down
-    [[ "$(curl -s --max-time 30 "$base/health" 2>/dev/null || true)" != *'"llm":{"status":"ok"'* ]] || llm_status=ok
+    [[ "$(curl -s --max-time 30 -H "Authorization: Bearer $key" "$base/health" 2>/dev/null || true)" != *'"llm":{"status":"ok"'* ]] || llm_status=ok
     printf '%s=%s\n' \
         STACK_BASE "$base" \
         STACK_KEY "$key" \

@@ -1,7 +1,8 @@
 //! What a function builds once at cold start and shares across invocations:
-//! the configuration, a store and the model backends.
+//! the configuration, a store, the model backends and the last health report.
 
 use crate::config::Config;
+use crate::health::HealthCache;
 use crate::llm::backends::{Backends, KeyError};
 use crate::store::dynamo::DynamoStore;
 use crate::telemetry;
@@ -10,6 +11,8 @@ pub struct App<S = DynamoStore, M = Backends> {
     pub config: Config,
     pub store: S,
     pub llm: M,
+    /// This instance's last `/health` probe (see [`crate::health`]).
+    pub health: HealthCache,
 }
 
 impl App {
@@ -26,14 +29,14 @@ impl App {
         let client = DynamoStore::client_for(config.dynamodb_endpoint.as_deref()).await;
         let store = DynamoStore::new(client, config.table_name.clone());
         let llm = Backends::build(&config, read_parameter).await?;
-        Ok(App { config, store, llm })
+        Ok(App { config, store, llm, health: HealthCache::default() })
     }
 }
 
 impl<S, M> App<S, M> {
     /// The same app with another model backend (tests use a scripted one).
     pub fn with_llm<N>(self, llm: N) -> App<S, N> {
-        App { config: self.config, store: self.store, llm }
+        App { config: self.config, store: self.store, llm, health: HealthCache::default() }
     }
 }
 

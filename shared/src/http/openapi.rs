@@ -304,9 +304,13 @@ fn update_session() {}
 fn delete_session() {}
 
 #[utoipa::path(
-    get, path = "/health", tag = "meta", security(()),
+    get, path = "/health", tag = "meta", security((), ("api_key" = [])),
+    description = "Whether DynamoDB and every LLM backend answer. Without an API key: `status` alone; with one, \
+also `checks` (each dependency, its latency, and each backend by name). Either is this instance's last probe, \
+at most 5 seconds old: asking often never probes more often.",
     responses(
         (status = 200, description = "Every dependency answers", body = Health),
+        (status = 401, description = "An API key was given and is not valid (no key at all gets the summary)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "A dependency does not answer", body = Health),
     )
 )]
@@ -648,5 +652,13 @@ mod tests {
         assert!(!doc.to_string().contains("\"itemSchema\":"), "no 3.2 keyword");
         let stream = &doc["paths"]["/sessions/{id}/messages/stream"]["post"]["responses"]["200"]["content"]["text/event-stream"];
         assert!(stream.is_object() && stream.get("schema").is_none(), "a stream is described in prose: {stream}");
+    }
+
+    #[test]
+    fn health_states_how_old_its_answer_may_be() {
+        let doc = serde_json::to_value(super::document()).unwrap();
+        let description = doc["paths"]["/health"]["get"]["description"].as_str().unwrap();
+        let ttl = crate::health::HEALTH_CACHE_TTL.as_secs();
+        assert!(description.contains(&format!("at most {ttl} seconds old")), "{description}");
     }
 }

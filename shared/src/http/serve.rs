@@ -72,6 +72,7 @@ where
 }
 
 fn log_error(err: &ApiError) {
+    crate::metrics::problem(err.code().as_str(), err.status().as_u16());
     if err.status().is_server_error() {
         let cause = std::error::Error::source(err).map(error_chain).unwrap_or_default();
         tracing::error!(code = err.code().as_str(), cause = %cause, "request failed");
@@ -118,6 +119,17 @@ mod tests {
         let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
         assert_eq!(logs.matches("request rejected").count(), 2, "{logs}");
         assert!(!logs.contains("secret-param-name") && !logs.contains("my private text"), "{logs}");
+    }
+
+    #[test]
+    fn every_problem_is_counted_by_code_and_status_class() {
+        let capture = crate::metrics::capture::start();
+        log_error(&ApiError::Unauthorized);
+        log_error(&ApiError::NotFound("session"));
+        let lines = capture.reporting("Problems");
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!((lines[0]["Code"].as_str(), lines[0]["StatusClass"].as_str()), (Some("unauthorized"), Some("4xx")));
+        assert_eq!((lines[1]["Code"].as_str(), lines[1]["status"].as_u64()), (Some("not_found"), Some(404)));
     }
 }
 
