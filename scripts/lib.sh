@@ -276,9 +276,12 @@ start_scripted_stack() {
     [[ $url == http://* ]] || { print_log_tail "$dir/ollama.log"; die "scripted-ollama did not start"; }
     log "scripted Ollama at $url"
     # The DynamoDB Local of `make test` when it runs this, else the stack's own.
+    # Its clients (the contract and client tests) send hundreds of requests a
+    # minute with one key: the per-minute quota is lifted, the others stay.
     local_stack start "$dir" --owner "$2" --llm "$url" \
         --env LLMCHAT_LLM_FIRST_TOKEN_TIMEOUT_MS=5000 \
-        --env LLMCHAT_SSE_KEEPALIVE_MS=50
+        --env LLMCHAT_SSE_KEEPALIVE_MS=50 \
+        --env LLMCHAT_QUOTA_REQUESTS_PER_MINUTE=100000
 }
 
 stop_scripted_stack() { # DIR
