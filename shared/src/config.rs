@@ -56,8 +56,9 @@ pub const DEFAULT_PRICE_LAMBDA_GB_SECOND: f64 = 0.000_013_333_4;
 pub const DEFAULT_PRICE_LAMBDA_MILLION_REQUESTS: f64 = 0.20;
 pub const DEFAULT_PRICE_DYNAMODB_MILLION_READS: f64 = 0.125;
 pub const DEFAULT_PRICE_DYNAMODB_MILLION_WRITES: f64 = 0.625;
-/// Memory of the function that generates a reply when Lambda does not say
-/// (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`), in MB: the template's default.
+/// Memory of the functions that generate replies, in MB, for cost estimates:
+/// the template's `MemorySize`. (Not Lambda's own variable: `/usage` is
+/// answered by another function, and the local runtime reports 4 GB.)
 pub const DEFAULT_FUNCTION_MEMORY_MB: u64 = 256;
 
 /// A model's price, USD per million tokens (thinking is billed as output).
@@ -82,7 +83,7 @@ pub struct Prices {
     pub dynamodb_million_reads: f64,
     /// `LLMCHAT_PRICE_DYNAMODB_MILLION_WRITES`
     pub dynamodb_million_writes: f64,
-    /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE` (set by Lambda), in MB.
+    /// `LLMCHAT_PRICE_FUNCTION_MEMORY_MB`: the generating functions' memory, in MB.
     pub function_memory_mb: u64,
 }
 
@@ -600,9 +601,9 @@ fn prices(get: &impl Fn(&str) -> Option<String>) -> Result<Prices, ConfigError> 
         lambda_million_requests: price("LLMCHAT_PRICE_LAMBDA_MILLION_REQUESTS", DEFAULT_PRICE_LAMBDA_MILLION_REQUESTS)?,
         dynamodb_million_reads: price("LLMCHAT_PRICE_DYNAMODB_MILLION_READS", DEFAULT_PRICE_DYNAMODB_MILLION_READS)?,
         dynamodb_million_writes: price("LLMCHAT_PRICE_DYNAMODB_MILLION_WRITES", DEFAULT_PRICE_DYNAMODB_MILLION_WRITES)?,
-        function_memory_mb: match get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") {
+        function_memory_mb: match get("LLMCHAT_PRICE_FUNCTION_MEMORY_MB") {
             None => DEFAULT_FUNCTION_MEMORY_MB,
-            value => number("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", value, 128, 10_240)?,
+            value => number("LLMCHAT_PRICE_FUNCTION_MEMORY_MB", value, 128, 10_240)?,
         },
     })
 }
@@ -774,7 +775,7 @@ mod tests {
             ("LLMCHAT_QUOTA_ACTIVE_REPLIES", "2"),
             ("LLMCHAT_QUOTA_REQUESTS_PER_MINUTE", "5"),
             ("LLMCHAT_MODEL_PRICES", "hosted/gpt-4o-mini=0.15:0.60, *=0:0"),
-            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512"),
+            ("LLMCHAT_PRICE_FUNCTION_MEMORY_MB", "512"),
         ])
         .unwrap();
         assert_eq!((c.quotas.active_replies, c.quotas.requests_per_minute), (2, 5));
