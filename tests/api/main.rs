@@ -22,6 +22,7 @@ mod backends;
 mod authorizer;
 mod bad_input;
 mod chat;
+mod cors;
 mod durable;
 mod health;
 mod helpers;
