@@ -8,8 +8,9 @@ use std::collections::BTreeSet;
 use llmchat_tests::routes::{Route, canonical, router};
 use serde_yaml::Value;
 
-/// Routes served but not API operations: Swagger UI's own files under `/docs/`.
-const UNDOCUMENTED: &[&str] = &["/docs/{*}"];
+/// Routes served but not API operations: Swagger UI's own files under
+/// `/docs/`, the chat page and its files.
+const UNDOCUMENTED: &[&str] = &["/docs/{*}", "/chat", "/chat/{*}"];
 
 /// (canonical path, method, function) of every API event in template.yaml.
 fn template_routes() -> BTreeSet<(String, String, String)> {
