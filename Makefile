@@ -9,7 +9,7 @@
 
 SCRIPTS := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))/scripts
 
-.PHONY: help dev test contract-test client-tests api-key revoke-key quota openapi deploy-check figures figures-durable e2e-real
+.PHONY: help dev test contract-test client-tests browser-tests api-key revoke-key quota openapi deploy-check figures figures-durable e2e-real
 
 help: ## Show this help
 	@echo 'Usage: make <target> [VAR=value ...]'
@@ -26,6 +26,9 @@ contract-test: ## Only the contract test: schemathesis, openapi.yaml vs the loca
 
 client-tests: ## Only the client tests: the OpenAI SDK on /v1, clients generated from openapi.yaml
 	@exec "$(SCRIPTS)/client-tests.sh"
+
+browser-tests: ## Only the browser tests: the chat page (/chat) and CORS in headless Chromium
+	@exec "$(SCRIPTS)/browser-tests.sh"
 
 # OWNER and KEY_ID reach the scripts through the environment (make exports
 # command-line variables), so no quoting of their values happens here.

@@ -21,6 +21,9 @@
 #   LLMCHAT_CLIENT_TESTS=0           1: then the client tests (scripts/client-tests.sh:
 #                                    the OpenAI SDK against /v1, generated clients) on
 #                                    the same stack; the run fails when either fails
+#   LLMCHAT_BROWSER_TESTS=1          1: then the browser tests (scripts/browser-tests.sh:
+#                                    the chat page in headless Chromium, other origins)
+#                                    on the same stack; 0 skips them
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -32,10 +35,13 @@ WORKERS="${LLMCHAT_CONTRACT_WORKERS:-1}"
 # The client tests (scripts/client-tests.sh: the OpenAI SDK, generated clients)
 # run on the same stack after schemathesis; LLMCHAT_CLIENT_TESTS=0 skips them.
 CLIENT_TESTS="${LLMCHAT_CLIENT_TESTS:-1}"
+# The browser tests (scripts/browser-tests.sh) after those; LLMCHAT_BROWSER_TESTS=0 skips them.
+BROWSER_TESTS="${LLMCHAT_BROWSER_TESTS:-1}"
 for n in MAX_EXAMPLES SEED WORKERS; do
     [[ ${!n} =~ ^[0-9]+$ ]] || die "$n='${!n}' is not a number"
 done
 [[ $CLIENT_TESTS == [01] ]] || die "LLMCHAT_CLIENT_TESTS='$CLIENT_TESTS' is not 0 or 1"
+[[ $BROWSER_TESTS == [01] ]] || die "LLMCHAT_BROWSER_TESTS='$BROWSER_TESTS' is not 0 or 1"
 
 need_cmd cargo java mvn curl python3 setsid pgrep
 # cargo-lambda and schemathesis, pinned in scripts/requirements-dev.txt.
@@ -140,5 +146,11 @@ if ((CLIENT_TESTS)); then
     client_status=0
     "$LLMCHAT_ROOT/scripts/client-tests.sh" --stack "$RUN_DIR" || client_status=$?
     ((status != 0)) || status=$client_status
+fi
+# The chat page in a real browser, on the same stack.
+if ((BROWSER_TESTS)); then
+    browser_status=0
+    "$LLMCHAT_ROOT/scripts/browser-tests.sh" --stack "$RUN_DIR" || browser_status=$?
+    ((status != 0)) || status=$browser_status
 fi
 exit "$status"

@@ -161,6 +161,7 @@ cmd_up() {
 ================================================================================
   LlmChat dev stack is up
     Base URL:  $STACK_BASE
+    Chat page: $STACK_BASE/chat   (open it, click "API key", paste the key below)
     API key:   $STACK_KEY   (owner "dev"; also in .llmchat/dev-api-key)
     DynamoDB:  $STACK_DYNAMODB (in memory, table $STACK_TABLE)
     Backends:  ollama   $OLLAMA_URL (default; model $LLMCHAT_DEFAULT_MODEL)

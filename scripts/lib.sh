@@ -255,8 +255,8 @@ load_stack_env() {
 # and ollama.log in DIR) behind a local stack in DIR, with settings that make
 # the tests' slow replies show every stream feature: a first token that takes
 # over 5 s is an error, and a keep-alive comment goes out after 50 ms of
-# silence (so between the slow reply's tokens, 100 ms apart). Stop it with
-# stop_scripted_stack DIR.
+# silence (so between the slow reply's tokens, 100 ms apart); and one allowed
+# browser origin, in DIR/cors-origin. Stop it with stop_scripted_stack DIR.
 # Usage: start_scripted_stack DIR OWNER
 start_scripted_stack() {
     local dir=$1 url=''
@@ -275,13 +275,18 @@ start_scripted_stack() {
     done
     [[ $url == http://* ]] || { print_log_tail "$dir/ollama.log"; die "scripted-ollama did not start"; }
     log "scripted Ollama at $url"
+    # One browser origin is allowed (the browser tests serve a page there, in
+    # cors-origin): http://localhost on a port free now, while the same page
+    # at 127.0.0.1 is another origin, refused.
+    printf 'http://localhost:%s\n' "$(free_port)" >"$dir/cors-origin"
     # The DynamoDB Local of `make test` when it runs this, else the stack's own.
     # Its clients (the contract and client tests) send hundreds of requests a
     # minute with one key: the per-minute quota is lifted, the others stay.
     local_stack start "$dir" --owner "$2" --llm "$url" \
         --env LLMCHAT_LLM_FIRST_TOKEN_TIMEOUT_MS=5000 \
         --env LLMCHAT_SSE_KEEPALIVE_MS=50 \
-        --env LLMCHAT_QUOTA_REQUESTS_PER_MINUTE=100000
+        --env LLMCHAT_QUOTA_REQUESTS_PER_MINUTE=100000 \
+        --env "LLMCHAT_CORS_ORIGINS=$(<"$dir/cors-origin")"
 }
 
 stop_scripted_stack() { # DIR
@@ -378,6 +383,35 @@ ensure_deploy_tools() {
     local venv="$LLMCHAT_CACHE_DIR/venv-deploy"
     ensure_venv "$venv" "$LLMCHAT_ROOT/scripts/requirements-deploy.txt"
     export PATH="$PATH:$venv/bin"
+}
+
+# The browser tests' tools (scripts/requirements-browser.txt: Playwright for
+# Python, pytest) in a venv of their own, put first on PATH, and the browser
+# they drive: Debian's chromium package (and a font for its pages), installed
+# with apt-get when missing (as root, or with sudo). Playwright's own browser
+# downloads are never used.
+# Exports LLMCHAT_CHROMIUM, the browser's path.
+ensure_browser_tools() {
+    local venv="$LLMCHAT_CACHE_DIR/venv-browser"
+    ensure_venv "$venv" "$LLMCHAT_ROOT/scripts/requirements-browser.txt"
+    export PATH="$venv/bin:$PATH"
+    export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+    if ! command -v chromium >/dev/null 2>&1; then
+        local -a sudo=()
+        if ((EUID != 0)); then
+            command -v sudo >/dev/null 2>&1 || die "Chromium is missing; install it with: apt-get install chromium (as root)"
+            sudo=(sudo -n)
+        fi
+        need_cmd apt-get
+        log "installing Debian's chromium for the browser tests (first run only)"
+        "${sudo[@]}" apt-get update -q >&2 || die "apt-get update failed"
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core >&2 ||
+            die "apt-get install chromium failed"
+    fi
+    LLMCHAT_CHROMIUM="$(command -v chromium)"
+    export LLMCHAT_CHROMIUM
+    log "using $("$LLMCHAT_CHROMIUM" --version 2>/dev/null | head -n 1)"
 }
 
 # The model of the project's own model servers, Ollama (scripts/ollama.sh) and

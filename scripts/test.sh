@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `make test`: cargo test --workspace against a private, in-memory DynamoDB Local
 # on a free port, so it never touches (or collides with) a running dev stack;
-# then, when they pass, the contract test (scripts/contract-test.sh) against it.
+# then, when they pass, the contract test (scripts/contract-test.sh) against it,
+# followed on the same local stack by the client tests and the browser tests
+# (LLMCHAT_CLIENT_TESTS=0, LLMCHAT_BROWSER_TESTS=0 skip those).
 #
 #   test.sh                  run the whole workspace's tests and the contract test
 #   TEST_ARGS='...' test.sh  only cargo test, with these extra arguments, word-split

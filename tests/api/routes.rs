@@ -1,14 +1,16 @@
 //! One route table: the router `cargo lambda watch` uses locally (Cargo.toml),
 //! the API events of template.yaml (deployed) and the OpenAPI document list
-//! the same routes, with the same methods going to the same functions.
+//! the same routes, with the same methods going to the same functions; and
+//! every path of the API answers a CORS preflight, locally and deployed.
 
 use std::collections::BTreeSet;
 
 use llmchat_tests::routes::{Route, canonical, router};
 use serde_yaml::Value;
 
-/// Routes served but not API operations: Swagger UI's own files under `/docs/`.
-const UNDOCUMENTED: &[&str] = &["/docs/{*}"];
+/// Routes served but not API operations: Swagger UI's own files under
+/// `/docs/`, the chat page and its files.
+const UNDOCUMENTED: &[&str] = &["/docs/{*}", "/chat", "/chat/{*}"];
 
 /// (canonical path, method, function) of every API event in template.yaml.
 fn template_routes() -> BTreeSet<(String, String, String)> {
@@ -83,11 +85,24 @@ fn router_template_and_openapi_list_the_same_routes() {
             );
         }
     }
-    // The document describes exactly the deployed operations.
+    // The document describes exactly the deployed operations (a preflight is
+    // not one: it answers for every operation of its path).
     let deployed: BTreeSet<(String, String)> = template
         .iter()
-        .filter(|(p, _, _)| !UNDOCUMENTED.contains(&p.as_str()))
+        .filter(|(p, m, _)| !UNDOCUMENTED.contains(&p.as_str()) && m != "OPTIONS")
         .map(|(p, m, _)| (p.clone(), m.clone()))
         .collect();
     assert_eq!(openapi, deployed, "OpenAPI operations and template.yaml's API events differ");
+
+    // Every path of the document answers a preflight when deployed, from one
+    // of the functions serving it (and, by the first check, locally too).
+    let documented: BTreeSet<&str> = openapi.iter().map(|(p, _)| p.as_str()).collect();
+    let preflighted: BTreeSet<&str> = template.iter().filter(|(_, m, _)| m == "OPTIONS").map(|(p, _, _)| p.as_str()).collect();
+    assert_eq!(preflighted, documented, "the paths with an OPTIONS event in template.yaml");
+    for (path, _, function) in template.iter().filter(|(_, m, _)| m == "OPTIONS") {
+        assert!(
+            template.iter().any(|(p, m, f)| p == path && m != "OPTIONS" && f == function),
+            "OPTIONS {path} goes to {function}, which serves nothing else there"
+        );
+    }
 }

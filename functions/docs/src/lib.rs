@@ -1,7 +1,10 @@
 //! The API's own documentation: `GET /openapi.json` (the OpenAPI 3.1 document
 //! that `openapi.yaml` holds), `GET /openapi-3.2.json` (the same in 3.2, as
 //! `openapi-3.2.yaml`, with each event stream's `itemSchema`) and `GET /docs` (Swagger UI, its assets compiled into
-//! the binary; nothing is fetched from another host).
+//! the binary; nothing is fetched from another host); and the chat page for
+//! end users, `GET /chat` (see [`chat_page`]).
+
+pub mod chat_page;
 
 use std::sync::Arc;
 
@@ -23,6 +26,9 @@ pub async fn handle<S, M>(app: &App<S, M>, req: Request) -> Result<Response<Body
         }
         if let Some(prefix) = path.strip_suffix("/openapi-3.2.json") {
             return openapi_json(openapi::document_3_2(), prefix);
+        }
+        if let Some(rest) = api::segments_after(&req, "chat") {
+            return chat_file(&rest);
         }
         let Some(rest) = api::segments_after(&req, "docs") else { return Err(ApiError::NotFound("route")) };
         if !path.ends_with('/') && rest.is_empty() {
@@ -59,6 +65,19 @@ fn swagger_file(file: &str) -> Result<Response<Body>, ApiError> {
         headers.push((CONTENT_ENCODING.as_str(), "gzip"));
     }
     response(StatusCode::OK, &found.content_type, body, &headers)
+}
+
+/// The chat page or one of its files, with the page's content security policy.
+fn chat_file(rest: &[&str]) -> Result<Response<Body>, ApiError> {
+    let Some(file) = chat_page::file(rest) else { return Err(ApiError::NotFound("file")) };
+    let headers = [
+        ("content-security-policy", chat_page::CONTENT_SECURITY_POLICY),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+        // Small, and changed with each release: always checked, never stale.
+        (CACHE_CONTROL.as_str(), "no-cache"),
+    ];
+    response(StatusCode::OK, file.content_type, file.body(), &headers)
 }
 
 fn response(status: StatusCode, content_type: &str, body: Body, headers: &[(&str, &str)]) -> Result<Response<Body>, ApiError> {
@@ -114,5 +133,30 @@ mod tests {
         assert_eq!(r.status(), 404);
         let r = handle(&app, request(Method::POST, "/openapi.json", None, None)).await.unwrap();
         assert_eq!(r.status(), 405);
+    }
+
+    #[tokio::test]
+    async fn serves_the_chat_page_and_its_files_under_a_strict_policy() {
+        let (app, _) = llmchat::testing::app_with_key("anyone").await;
+        for prefix in ["", "/v1"] {
+            let r = handle(&app, request(Method::GET, &format!("{prefix}/chat"), None, None)).await.unwrap();
+            assert_eq!(r.status(), 200);
+            assert!(content_type(&r).starts_with("text/html"));
+            let csp = r.headers()["content-security-policy"].to_str().unwrap();
+            assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe"), "{csp}");
+            let html = String::from_utf8_lossy(r.body().as_ref()).into_owned();
+            assert!(!html.contains("://"), "nothing from another host");
+            assert!(!html.contains("<script>"), "no inline script");
+            assert!(!html.split_whitespace().any(|w| w.starts_with("on") && w.contains('=')), "no inline handler");
+            for file in super::chat_page::FILES {
+                assert!(html.contains(&format!("\"chat/{}\"", file.name)) || file.name == "markdown.js", "the page loads {}", file.name);
+                let r = handle(&app, request(Method::GET, &format!("{prefix}/chat/{}", file.name), None, None)).await.unwrap();
+                assert_eq!((r.status().as_u16(), content_type(&r)), (200, file.content_type));
+                let text = String::from_utf8_lossy(r.body().as_ref()).into_owned();
+                assert!(!text.contains("innerHTML") && !text.contains("insertAdjacentHTML") && !text.contains("eval("), "{}", file.name);
+            }
+        }
+        let r = handle(&app, request(Method::GET, "/chat/nope.js", None, None)).await.unwrap();
+        assert_eq!(r.status(), 404);
     }
 }

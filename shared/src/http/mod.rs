@@ -3,6 +3,7 @@
 //! and hand back what these helpers build.
 //!
 //! - [`serve`]: the entry point every function wraps its routing in;
+//! - [`cors`]: preflights and the headers browsers on other origins need;
 //! - [`auth`]: the caller's identity from a request;
 //! - [`extract`] and [`respond`]: reading requests and building responses;
 //! - [`error`]: `ApiError`, the mapping of every use-case error to a status;
@@ -12,6 +13,7 @@
 //! - [`openapi`]: the API document, generated from these types.
 
 pub mod auth;
+pub mod cors;
 pub mod extract;
 pub mod invocation;
 pub mod openai;

@@ -1,14 +1,16 @@
 //! One entry point for every request: a span carrying the request id (and
-//! later the session id), an access log line, problem+json for any error, and
-//! the CORS headers.
+//! later the session id), an access log line, problem+json for any error, the
+//! request id header, and CORS (preflights answered here, for every function).
 
 use std::future::Future;
 use std::time::Instant;
 
+use http::Method;
 use http::header::HeaderValue;
 use lambda_http::{Request, RequestExt, Response};
 use tracing::Instrument;
 
+use super::cors::{self, REQUEST_ID_HEADER};
 use super::{ApiError, problem};
 use crate::config::Config;
 use crate::telemetry::error_chain;
@@ -39,7 +41,7 @@ where
     Fut: Future<Output = Result<Response<B>, ApiError>>,
 {
     let request_id = request_id(&req);
-    let origin = req.headers().get(http::header::ORIGIN).and_then(|o| o.to_str().ok()).map(str::to_owned);
+    let request_headers = req.headers().clone();
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,
@@ -50,6 +52,11 @@ where
     );
     let started = Instant::now();
     let mut response = async {
+        if req.method() == Method::OPTIONS {
+            let response = cors::preflight(&config.cors_origins, &request_headers);
+            tracing::info!(status = response.status().as_u16(), "preflight answered");
+            return response;
+        }
         let response = match route(req).await {
             Ok(response) => response,
             Err(err) => {
@@ -62,11 +69,11 @@ where
     }
     .instrument(span)
     .await;
-    if let Some(allowed) = config.cors_origins.allow(origin.as_deref()) {
-        if let Ok(value) = HeaderValue::from_str(&allowed) {
-            response.headers_mut().insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
-            response.headers_mut().insert(http::header::VARY, HeaderValue::from_static("origin"));
-        }
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    if response.headers().get(http::header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none() {
+        cors::decorate(&config.cors_origins, &request_headers, response.headers_mut());
     }
     Ok(response)
 }

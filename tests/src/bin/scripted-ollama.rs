@@ -2,7 +2,9 @@
 //! test, the client tests): answers `/api/tags` with one model, and
 //! `/api/chat` for that model with a short streamed reply, or a slow one (50
 //! tokens, 100 ms apart) when the last message contains `[slow]`, for tests
-//! that rejoin or stop a reply; any other model is a 404, as Ollama answers.
+//! that rejoin or stop a reply, or the message itself, `[echo]` taken out,
+//! when it contains `[echo]` (the chat page's tests: Markdown and markup in
+//! a reply); any other model is a 404, as Ollama answers.
 //! Prints its base URL on the first line of stdout.
 //!
 //! `scripted-ollama [PORT]` (default: a free port)
@@ -14,6 +16,8 @@ use serde_json::Value;
 
 /// The marker that asks for a slow reply.
 const SLOW: &str = "[slow]";
+/// The marker that asks for the message back as the reply.
+const ECHO: &str = "[echo]";
 
 fn script(request: &Value) -> Script {
     if request["model"] != MODEL {
@@ -25,6 +29,13 @@ fn script(request: &Value) -> Script {
         let tokens: Vec<String> = (0..50).map(|i| format!("word{i} ")).collect();
         let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
         return Script { status: 200, steps: reply_steps(&refs, Duration::from_millis(100)) };
+    }
+    if last.contains(ECHO) {
+        // In pieces of a few characters, as a model's tokens would cut it.
+        let chars: Vec<char> = last.replace(ECHO, "").trim().chars().collect();
+        let pieces: Vec<String> = chars.chunks(4).map(|c| c.iter().collect()).collect();
+        let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
+        return Script { status: 200, steps: reply_steps(&refs, Duration::from_millis(2)) };
     }
     Script { status: 200, steps: reply_steps(&["This ", "is ", "a ", "scripted ", "reply."], Duration::from_millis(5)) }
 }
