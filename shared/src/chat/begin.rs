@@ -65,15 +65,10 @@ async fn begin_metered<S: MessageRepository + QuotaRepository>(
     let context_tokens = *options.num_ctx.get_or_insert(config.context_tokens);
     let reserve = *options.num_predict.get_or_insert(config.max_reply_tokens);
     let system_prompt = input.turn.system_prompt.as_deref().or(session.system_prompt.as_deref());
-    let fitted = context::fit(
-        system_prompt,
-        &state.recent,
-        &input.content,
-        context_tokens,
-        reserve,
-        state.older_exist,
-    )
-    .map_err(|e| ChatError::ContextOverflow(e.to_string()))?;
+    // Scaled by what the backend counted in this session's last prompt to the same model.
+    let budget = context::Budget { context_tokens, reply_reserve: reserve, calibration: context::calibration(&state.recent, &model) };
+    let fitted = context::fit(system_prompt, &state.recent, &input.content, &budget, state.older_exist)
+        .map_err(|e| ChatError::ContextOverflow(e.to_string()))?;
 
     let expected_seq = session.last_seq;
     let user = Message::user(session_id, expected_seq + 1, input.content.clone(), input.client_message_id.clone(), now);
@@ -89,7 +84,7 @@ async fn begin_metered<S: MessageRepository + QuotaRepository>(
     });
 
     let limits = quota::limits(store, config, owner).await?;
-    let prompt_estimate = quota::reserve(&fitted.turns, 0);
+    let prompt_estimate = u64::from(fitted.budgeted_tokens);
     let claim = quota::claim(owner, limits, quota::reply_slot(session_id, reply.seq), prompt_estimate + u64::from(reserve), now)?;
     let mut freed = false;
     loop {
@@ -118,7 +113,8 @@ async fn begin_metered<S: MessageRepository + QuotaRepository>(
         backend: backend.to_owned(),
     };
     let request = ChatRequest { model, messages: fitted.turns, options };
-    Ok(Begun::New(Pending { user, reply, request, claimed, prompt_estimate }))
+    let uncalibrated_estimate = u64::from(fitted.estimated_tokens);
+    Ok(Begun::New(Pending { user, reply, request, claimed, prompt_estimate, uncalibrated_estimate }))
 }
 
 /// The original exchange behind a repeated `client_message_id`.

@@ -1,21 +1,68 @@
 //! Fitting the conversation into the model's context window.
 //!
-//! Token counts are estimated (about four characters a token, plus a few
-//! tokens of framing per turn) because the exact tokenizer lives in Ollama.
-//! The system prompt and the new message are always sent; past turns are
-//! added newest first until the budget is spent, so the oldest go first.
+//! Token counts are estimated ([`crate::domain::tokens`]: by script, erring
+//! high) because the exact tokenizer lives in the model's server, then scaled
+//! by the session's calibration: what its backend really counted in the
+//! newest reply's prompt, per token estimated. The system prompt and the new
+//! message are always sent; past turns are added newest first until the
+//! budget is spent, so the oldest go first.
 
+use crate::domain::tokens::{TOKENS_PER_PROMPT, TokenCalibration, estimate_turn};
 use crate::domain::{Message, Role};
 use crate::llm::ChatTurn;
 
-/// Characters per token in the estimate.
-pub const CHARS_PER_TOKEN: usize = 4;
-/// Tokens of chat-template framing counted for every turn.
-pub const TOKENS_PER_TURN: u32 = 4;
+/// The tokens a prompt may take.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budget {
+    /// The model's context (`num_ctx`).
+    pub context_tokens: u32,
+    /// Kept free for the reply (`num_predict`), at most half the context.
+    pub reply_reserve: u32,
+    /// The session's correction of the estimate.
+    pub calibration: TokenCalibration,
+}
 
-pub fn estimate_tokens(text: &str) -> u32 {
-    let chars = text.chars().count();
-    (chars.div_ceil(CHARS_PER_TOKEN) as u32).saturating_add(TOKENS_PER_TURN)
+impl Budget {
+    /// What is left for the prompt once the reply's reserve is set aside.
+    pub fn available(&self) -> u32 {
+        self.context_tokens.saturating_sub(self.reply_reserve.min(self.context_tokens / 2))
+    }
+}
+
+/// The estimated tokens of a prompt of these turns, uncalibrated.
+pub fn estimate_prompt(turns: &[ChatTurn]) -> u32 {
+    turns.iter().fold(TOKENS_PER_PROMPT, |sum, t| sum.saturating_add(estimate_turn(&t.content)))
+}
+
+/// How many of a session's newest measured replies its calibration takes
+/// the largest of. One measure alone swings with what the prompt held (a
+/// long turn in a finely split script, or short replies), and the
+/// estimate must not follow it down the next time.
+pub const CALIBRATION_WINDOW: usize = 8;
+
+/// The session's calibration for `model`: the largest measured on its
+/// newest [`CALIBRATION_WINDOW`] replies by that model (`history` is newest
+/// first); none before any, or for a model the session has not used yet.
+pub fn calibration(history: &[Message], model: &str) -> TokenCalibration {
+    history
+        .iter()
+        .filter(|m| m.role == Role::Assistant && m.model.as_deref() == Some(model))
+        .filter_map(|m| m.prompt_calibration)
+        .take(CALIBRATION_WINDOW)
+        .max()
+        .unwrap_or(TokenCalibration::NONE)
+}
+
+/// What a reply measures: a prompt estimated at `estimated` tokens
+/// (uncalibrated, as [`Context::estimated_tokens`]) that the backend counted
+/// as `counted`. The once-per-prompt framing is left out of both, as
+/// [`fit`] does not scale it. `None` when the backend counted nothing.
+pub fn measure(counted: u64, estimated: u64) -> Option<TokenCalibration> {
+    let framing = u64::from(TOKENS_PER_PROMPT);
+    if counted == 0 {
+        return None;
+    }
+    TokenCalibration::measured(counted.saturating_sub(framing).max(1), estimated.saturating_sub(framing))
 }
 
 /// The turns to send, and whether older turns were left out.
@@ -23,6 +70,11 @@ pub fn estimate_tokens(text: &str) -> u32 {
 pub struct Context {
     pub turns: Vec<ChatTurn>,
     pub truncated: bool,
+    /// The prompt's tokens as estimated, before calibration: what the
+    /// backend's own count is measured against.
+    pub estimated_tokens: u32,
+    /// The same, calibrated: what the budget was charged (at most its `available`).
+    pub budgeted_tokens: u32,
 }
 
 /// The new message and the system prompt alone do not fit.
@@ -39,26 +91,29 @@ pub fn fit(
     system_prompt: Option<&str>,
     history: &[Message],
     new_message: &str,
-    context_tokens: u32,
-    reply_reserve: u32,
+    budget: &Budget,
     older_exist: bool,
 ) -> Result<Context, ContextOverflow> {
-    let available = context_tokens.saturating_sub(reply_reserve.min(context_tokens / 2));
-    let fixed = system_prompt.map(estimate_tokens).unwrap_or(0) + estimate_tokens(new_message);
-    if fixed > available {
-        return Err(ContextOverflow { needed: fixed, available });
+    let available = budget.available();
+    // The prompt's own framing is counted once and not scaled; every turn is.
+    let fixed = system_prompt.map(estimate_turn).unwrap_or(0).saturating_add(estimate_turn(new_message));
+    let needed = TOKENS_PER_PROMPT.saturating_add(budget.calibration.apply(fixed));
+    if needed > available {
+        return Err(ContextOverflow { needed, available });
     }
-    let mut budget = available - fixed;
+    let (mut estimated, mut budgeted) = (TOKENS_PER_PROMPT.saturating_add(fixed), needed);
     let mut kept: Vec<ChatTurn> = Vec::new();
     let usable = history.iter().filter(|m| m.role != Role::System && !m.content.is_empty());
     let mut truncated = older_exist;
     for message in usable {
-        let cost = estimate_tokens(&message.content);
-        if cost > budget {
+        let cost = estimate_turn(&message.content);
+        let charged = budget.calibration.apply(cost);
+        if charged > available - budgeted {
             truncated = true;
             break;
         }
-        budget -= cost;
+        estimated = estimated.saturating_add(cost);
+        budgeted += charged;
         kept.push(ChatTurn { role: message.role, content: message.content.clone() });
     }
     let mut turns = Vec::with_capacity(kept.len() + 2);
@@ -67,7 +122,7 @@ pub fn fit(
     }
     turns.extend(kept.into_iter().rev());
     turns.push(ChatTurn { role: Role::User, content: new_message.to_owned() });
-    Ok(Context { turns, truncated })
+    Ok(Context { turns, truncated, estimated_tokens: estimated, budgeted_tokens: budgeted })
 }
 
 #[cfg(test)]
@@ -89,37 +144,128 @@ mod tests {
             .collect()
     }
 
+    fn budget(context_tokens: u32, reply_reserve: u32) -> Budget {
+        Budget { context_tokens, reply_reserve, calibration: TokenCalibration::NONE }
+    }
+
+    fn kept(c: &Context) -> Vec<String> {
+        c.turns.iter().filter(|t| t.role != Role::System).map(|t| t.content.clone()).collect()
+    }
+
     #[test]
     fn everything_fits_in_a_large_window() {
-        let c = fit(Some("sys"), &history(4), "new", 4096, 512, false).unwrap();
+        let c = fit(Some("sys"), &history(4), "new", &budget(4096, 512), false).unwrap();
         assert!(!c.truncated);
         let roles: Vec<Role> = c.turns.iter().map(|t| t.role).collect();
         assert_eq!(roles, [Role::System, Role::User, Role::Assistant, Role::User, Role::Assistant, Role::User]);
         assert_eq!(c.turns[1].content, format!("{:0>40}", 1), "oldest first in the request");
         assert_eq!(c.turns.last().unwrap().content, "new");
+        assert_eq!(c.estimated_tokens, TOKENS_PER_PROMPT + 5 + 4 * 14 + 5);
+        assert_eq!(c.budgeted_tokens, c.estimated_tokens, "no calibration yet");
     }
 
     #[test]
     fn oldest_turns_go_first_and_the_system_prompt_stays() {
-        // 100 tokens of context, 20 reserved: 80 available; system 5 + new 5 leaves 70: five 14-token turns.
-        let c = fit(Some("sys"), &history(10), "new", 100, 20, false).unwrap();
+        // 132 tokens of context, 20 reserved: 112 available; the prompt's 32,
+        // system 5 and new 5 leave 70: five 14-token turns.
+        let c = fit(Some("sys"), &history(10), "new", &budget(132, 20), false).unwrap();
         assert!(c.truncated);
         assert_eq!(c.turns[0].role, Role::System);
         let kept: Vec<String> = c.turns[1..c.turns.len() - 1].iter().map(|t| t.content.clone()).collect();
         let expected: Vec<String> = (6..=10).map(|s| format!("{s:0>40}")).collect();
         assert_eq!(kept, expected, "the newest five turns, in order");
+        assert_eq!(c.budgeted_tokens, 112);
     }
 
     #[test]
     fn unread_older_history_counts_as_truncation() {
-        let c = fit(None, &history(2), "new", 4096, 512, true).unwrap();
+        let c = fit(None, &history(2), "new", &budget(4096, 512), false).unwrap();
+        assert!(!c.truncated);
+        let c = fit(None, &history(2), "new", &budget(4096, 512), true).unwrap();
         assert!(c.truncated);
     }
 
     #[test]
     fn a_message_that_cannot_fit_is_an_overflow() {
         let huge = "x".repeat(4000);
-        let err = fit(Some("sys"), &[], &huge, 512, 256, false).unwrap_err();
+        let err = fit(Some("sys"), &[], &huge, &budget(512, 256), false).unwrap_err();
         assert!(err.needed > err.available);
+    }
+
+    /// Eight turns of 120 Han characters: 30 tokens each at four characters
+    /// a token (8 × 34 = 272 with framing, which fits 400), but about 120
+    /// each as CJK tokenizers count them.
+    fn chinese_history() -> Vec<Message> {
+        (1..=8u64)
+            .rev()
+            .map(|seq| {
+                let role = if seq % 2 == 1 { Role::User } else { Role::Assistant };
+                msg(seq, role, &format!("第{seq}轮").chars().chain("我们今天去公园散步吧".repeat(12).chars()).take(120).collect::<String>())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_chinese_history_that_four_characters_a_token_would_fit_is_truncated() {
+        let history = chinese_history();
+        let old_rule: u32 = history.iter().map(|m| (m.content.chars().count() as u32).div_ceil(4) + 4).sum();
+        assert!(old_rule + 32 + 5 <= 400, "the old estimate kept everything ({old_rule})");
+        let c = fit(None, &history, "你好", &budget(512, 112), false).unwrap();
+        assert!(c.truncated, "older turns dropped, and said so");
+        // What a tokenizer spending one token a Han character counts: the prompt fits.
+        let counted: u32 = c.turns.iter().map(|t| t.content.chars().count() as u32 + 4).sum();
+        assert!(counted <= 400, "{counted} tokens sent for 400");
+        assert_eq!(kept(&c).len(), 3, "two whole turns and the new message");
+        assert!(kept(&c)[0].starts_with("第7轮"), "the newest turns stay: {:?}", kept(&c));
+    }
+
+    #[test]
+    fn a_calibrated_session_fits_fewer_turns() {
+        let plain = fit(None, &history(10), "new", &budget(512, 112), false).unwrap();
+        let calibrated = Budget { calibration: TokenCalibration::measured(3, 1).unwrap(), ..budget(512, 112) };
+        let fitted = fit(None, &history(10), "new", &calibrated, false).unwrap();
+        assert!(!plain.truncated && fitted.truncated);
+        assert!(kept(&fitted).len() < kept(&plain).len());
+        assert_eq!(fitted.budgeted_tokens - 32, (fitted.estimated_tokens - 32) * 3, "turns charged three times their estimate");
+        assert!(fitted.budgeted_tokens <= 400);
+        // Of 400, the prompt's 32 and the new message's 5 are charged 47, then
+        // eight 14-token turns 42 each.
+        assert_eq!(kept(&fitted).len(), 9);
+        assert_eq!(fitted.budgeted_tokens, 47 + 8 * 42);
+    }
+
+    fn reply(seq: u64, model: &str, ratio: Option<f64>) -> Message {
+        let mut m = msg(seq, Role::Assistant, "ok");
+        m.model = Some(model.to_owned());
+        m.prompt_calibration = ratio.map(TokenCalibration::from_ratio);
+        m
+    }
+
+    #[test]
+    fn the_calibration_is_the_largest_of_the_newest_replies_by_the_same_model() {
+        let history = vec![
+            reply(10, "m", None),
+            msg(9, Role::User, "q"),
+            reply(8, "other", Some(3.5)),
+            reply(6, "m", Some(1.5)),
+            reply(4, "m", Some(2.0)),
+        ];
+        assert_eq!(calibration(&history, "m").ratio(), 2.0, "a reply without a count is passed over");
+        assert_eq!(calibration(&history, "other").ratio(), 3.5);
+        assert_eq!(calibration(&history, "new-model"), TokenCalibration::NONE);
+        assert_eq!(calibration(&[], "m"), TokenCalibration::NONE);
+        // Only the newest measures count: an old one falls out of the window.
+        let mut long: Vec<Message> = (0..CALIBRATION_WINDOW as u64).map(|i| reply(100 - i, "m", Some(1.25))).collect();
+        long.push(reply(2, "m", Some(3.0)));
+        assert_eq!(calibration(&long, "m").ratio(), 1.25);
+    }
+
+    #[test]
+    fn a_measure_leaves_the_prompts_own_framing_out() {
+        assert_eq!(measure(0, 100), None, "nothing counted");
+        // 32 + 3 × 68: three times the estimate, once the framing is set aside.
+        assert_eq!(measure(32 + 3 * 68, 100).unwrap().ratio(), 3.0);
+        assert_eq!(measure(10, 100), Some(TokenCalibration::NONE), "a count below the estimate changes nothing");
+        assert_eq!(measure(10, 40), Some(TokenCalibration::NONE), "a count below the framing");
     }
 }

@@ -85,7 +85,7 @@ async fn generate_metered<S: MessageRepository, M: ChatModel>(
     pending: Pending,
     mut on_delta: impl FnMut(Delta<'_>),
 ) -> Generated {
-    let Pending { mut reply, request, claimed, prompt_estimate, .. } = pending;
+    let Pending { mut reply, request, claimed, prompt_estimate, uncalibrated_estimate, .. } = pending;
     let started = Instant::now();
     let mut first_output: Option<Instant> = None;
     let mut log = Log { flushed: 0, next_part: 0, waiting_since: None, last_write: Instant::now() };
@@ -140,7 +140,14 @@ async fn generate_metered<S: MessageRepository, M: ChatModel>(
         }
     };
     let timing = Timing { started, first_output, ended: Instant::now() };
-    finish(store, reply, stop, &claimed, prompt_estimate, timing).await
+    let estimates = Estimates { prompt: prompt_estimate, uncalibrated: uncalibrated_estimate };
+    finish(store, reply, stop, &claimed, estimates, timing).await
+}
+
+/// The prompt's estimated tokens: as the budget charged them, and before the session's calibration.
+struct Estimates {
+    prompt: u64,
+    uncalibrated: u64,
 }
 
 /// When a generation began, first produced something, and ended.
@@ -224,7 +231,7 @@ async fn finish<S: MessageRepository>(
     mut reply: Message,
     stop: Stop,
     claimed: &Claimed,
-    prompt_estimate: u64,
+    estimates: Estimates,
     timing: Timing,
 ) -> Generated {
     reply.completed_at = Some(Timestamp::now());
@@ -234,6 +241,8 @@ async fn finish<S: MessageRepository>(
         Stop::Finished(completion) => {
             reply.status = MessageStatus::Complete;
             reply.done_reason = completion.done_reason;
+            // The session's next sends fit their context by what the backend really counted.
+            reply.prompt_calibration = super::context::measure(completion.usage.prompt_tokens, estimates.uncalibrated);
             reply.usage = Some(completion.usage);
         }
         Stop::Cancelled => {
@@ -258,7 +267,7 @@ async fn finish<S: MessageRepository>(
     }
     let generation_ms = (timing.ended - timing.started).as_millis() as u64;
     let (settlement, spend) =
-        quota::settlement(claimed, reply.usage.as_ref(), &reply.thinking, &reply.content, prompt_estimate, generation_ms);
+        quota::settlement(claimed, reply.usage.as_ref(), &reply.thinking, &reply.content, estimates.prompt, generation_ms);
     reply.spend = Some(spend);
     report(&reply, claimed, &timing, llm_error.as_ref());
     // If this fails, the client is told so; the lease makes the stored reply

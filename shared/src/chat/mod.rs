@@ -66,8 +66,11 @@ pub struct Pending {
     request: ChatRequest,
     /// The owner's quota claim this reply settles when it ends.
     claimed: quota::Claimed,
-    /// The prompt's estimated tokens (what is settled when the backend reports none).
+    /// The prompt's estimated tokens, calibrated (what is settled when the backend reports none).
     prompt_estimate: u64,
+    /// The same before the session's calibration: the backend's count over
+    /// it is the calibration this reply stores.
+    uncalibrated_estimate: u64,
 }
 
 /// What a send turned out to be.

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::ChatError;
-use super::context::estimate_tokens;
+use super::context::estimate_prompt;
+use crate::domain::tokens::estimate_turn;
 use crate::config::Config;
 use crate::domain::{LedgerEntry, OwnerId, Period, Quota, QuotaLimits, Spend, Timestamp, Usage};
 use crate::llm::ChatTurn;
@@ -42,7 +43,7 @@ pub async fn limits<S: QuotaRepository>(store: &S, config: &Config, owner: &Owne
 
 /// Tokens held back for a call: its prompt, as estimated, and the longest reply it may write.
 pub fn reserve(turns: &[ChatTurn], num_predict: u32) -> u64 {
-    turns.iter().map(|t| u64::from(estimate_tokens(&t.content))).sum::<u64>() + u64::from(num_predict)
+    u64::from(estimate_prompt(turns)) + u64::from(num_predict)
 }
 
 /// A claim of `reserve` tokens and place `slot` at `now`; a reserve larger
@@ -110,8 +111,8 @@ fn tokens_used(usage: Option<&Usage>, reserve_prompt: u64, thinking: &str, conte
     match usage {
         Some(u) if u.prompt_tokens + u.completion_tokens > 0 => (u.prompt_tokens, u.completion_tokens, u.thinking_tokens),
         _ => {
-            let thinking = u64::from(estimate_tokens(thinking));
-            (reserve_prompt, thinking + u64::from(estimate_tokens(content)), thinking)
+            let thinking = u64::from(estimate_turn(thinking));
+            (reserve_prompt, thinking + u64::from(estimate_turn(content)), thinking)
         }
     }
 }

@@ -2,7 +2,7 @@
 //! OpenAI-compatible chat completions), checked against the same limits as a
 //! send, relayed to the model and back.
 
-use super::context::estimate_tokens;
+use super::context::estimate_prompt;
 use super::quota::{self, Claimed};
 use super::{ChatError, Delta};
 use crate::config::Config;
@@ -36,7 +36,7 @@ pub fn stateless_request(
     }
     let context_tokens = *options.num_ctx.get_or_insert(config.context_tokens);
     let reserve = *options.num_predict.get_or_insert(config.max_reply_tokens);
-    let needed: u32 = turns.iter().map(|t| estimate_tokens(&t.content)).sum();
+    let needed = estimate_prompt(&turns);
     if needed.saturating_add(reserve) > context_tokens {
         return Err(ChatError::ContextOverflow(format!(
             "the messages (about {needed} tokens) and the reply ({reserve}) do not fit the context of {context_tokens} tokens"

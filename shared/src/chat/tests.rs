@@ -603,8 +603,8 @@ async fn replies_in_progress_never_pass_their_quota_under_concurrent_sends() {
 
 #[tokio::test]
 async fn tokens_never_pass_their_quota_and_settle_to_what_was_used() {
-    // Each send reserves its prompt (about 2 tokens) and num_predict 100: room for 3 at once in 350.
-    let (app, owner) = quota_fixture(&[("LLMCHAT_QUOTA_TOKENS_PER_DAY", "350"), ("LLMCHAT_MAX_REPLY_TOKENS", "100")]).await;
+    // Each send reserves its prompt (37 tokens: the prompt's framing and `hi`) and num_predict 100: room for 3 at once in 450.
+    let (app, owner) = quota_fixture(&[("LLMCHAT_QUOTA_TOKENS_PER_DAY", "450"), ("LLMCHAT_MAX_REPLY_TOKENS", "100")]).await;
     let app = Arc::new(app);
     let mut sessions = Vec::new();
     for _ in 0..8 {
@@ -628,7 +628,7 @@ async fn tokens_never_pass_their_quota_and_settle_to_what_was_used() {
     assert_eq!(begun.len(), 3);
     let now = crate::domain::Timestamp::now();
     let reserved = app.store.quota_use(&owner, now).await.unwrap().tokens_today;
-    assert!(reserved <= 350, "the day's tokens never pass the quota: {reserved}");
+    assert!(reserved <= 450, "the day's tokens never pass the quota: {reserved}");
 
     // Settled: the day's count is what the replies used (26 + 7 each, as reported).
     for pending in begun {
@@ -678,4 +678,79 @@ async fn the_ledger_adds_up_to_the_stored_replies_and_counts_dynamodb_units() {
     assert!(spends.iter().all(|s| s.backend == "ollama" && s.read_units > 0.0 && s.write_units >= 2.0), "{spends:?}");
     let writes: f64 = spends.iter().map(|s| s.write_units).sum();
     assert!((row.write_units - writes).abs() < 1e-6, "the ledger's units are the replies' own");
+}
+
+fn done_counting(prompt_tokens: u64) -> Step {
+    let usage = crate::domain::Usage { prompt_tokens, completion_tokens: 1, ..Default::default() };
+    Step::Event(ChatEvent::Done(Completion { done_reason: Some("stop".to_owned()), usage }))
+}
+
+/// Sends `content` with a context of 512 tokens (400 for the prompt) to a
+/// model that reports `count(prompt)` prompt tokens: the prompt and the reply.
+async fn send_counted(
+    app: &App,
+    owner: &OwnerId,
+    session: &Session,
+    content: &str,
+    count: impl Fn(&[crate::llm::ChatTurn]) -> u64,
+) -> (Vec<crate::llm::ChatTurn>, Message) {
+    let options = crate::domain::ModelOptions { num_ctx: Some(512), num_predict: Some(112), ..Default::default() };
+    let input = SendMessage { options: Some(options), ..send(content) };
+    let Begun::New(pending) = begin(&app.store, &app.config, owner, session.id, input).await.expect("begun") else {
+        panic!("a new send")
+    };
+    let prompt = pending.request.messages.clone();
+    let model = ScriptedModel::new(vec![delta("ok"), done_counting(count(&prompt))]);
+    let generated = generate(&app.store, &model, &app.config, pending, |_| {}).await;
+    assert!(generated.problem().is_none(), "{:?}", generated.problem());
+    (prompt, generated.reply)
+}
+
+#[tokio::test]
+async fn a_model_counting_more_prompt_tokens_than_estimated_shrinks_the_next_context() {
+    let (app, owner, exact) = fixture().await;
+    let fine = new_session(&app, "alice").await;
+    // One model counts the prompt as estimated; the other spends a token on
+    // every byte, as a tokenizer without these words would: about three
+    // times the estimate of ASCII.
+    let as_estimated = |p: &[crate::llm::ChatTurn]| u64::from(context::estimate_prompt(p));
+    let by_bytes = |p: &[crate::llm::ChatTurn]| p.iter().map(|t| t.content.len() as u64 + 4).sum::<u64>();
+    let (mut exact_last, mut fine_last) = (None, None);
+    for i in 0..6 {
+        let text = format!("{i}{}", "x".repeat(199));
+        exact_last = Some(send_counted(&app, &owner, &exact, &text, as_estimated).await);
+        fine_last = Some(send_counted(&app, &owner, &fine, &text, by_bytes).await);
+    }
+    let ((exact_prompt, exact_reply), (fine_prompt, fine_reply)) = (exact_last.unwrap(), fine_last.unwrap());
+    assert_eq!(exact_prompt.len(), 11, "five exchanges and the new message fit by the estimate");
+    assert!(!exact_reply.context_truncated);
+    assert!(fine_prompt.len() < exact_prompt.len(), "{} turns sent", fine_prompt.len());
+    assert!(fine_reply.context_truncated, "and the reply says so");
+    assert!(by_bytes(&fine_prompt) <= 400, "what the model counts fits: {}", by_bytes(&fine_prompt));
+    assert_eq!(fine_prompt.last().unwrap().content, format!("5{}", "x".repeat(199)), "the new message is sent");
+
+    // The calibration is stored with each reply, in DynamoDB.
+    let stored_fine = stored(&app, &fine).await;
+    let ratio = stored_fine.last().unwrap().prompt_calibration.expect("a measured reply").ratio();
+    assert!(ratio > 3.0, "{ratio}");
+    let stored_exact = stored(&app, &exact).await;
+    assert!(stored_exact.iter().filter(|m| m.role == Role::Assistant).all(|m| m.prompt_calibration == Some(crate::domain::tokens::TokenCalibration::NONE)));
+    assert!(stored_exact.iter().filter(|m| m.role == Role::User).all(|m| m.prompt_calibration.is_none()));
+}
+
+#[tokio::test]
+async fn a_reply_without_a_count_keeps_the_sessions_calibration() {
+    let (app, owner, session) = fixture().await;
+    let by_bytes = |p: &[crate::llm::ChatTurn]| p.iter().map(|t| t.content.len() as u64 + 4).sum::<u64>();
+    let text = "y".repeat(200);
+    send_counted(&app, &owner, &session, &text, by_bytes).await;
+    let (_, uncounted) = send_counted(&app, &owner, &session, &text, |_| 0).await;
+    assert_eq!(uncounted.prompt_calibration, None, "nothing measured");
+    let (_, next) = send_counted(&app, &owner, &session, &text, |_| 0).await;
+    assert!(next.context_truncated, "the first reply's measure still applies");
+    let (plain_app, plain_owner, plain) = fixture().await;
+    for _ in 0..3 {
+        let (_, reply) = send_counted(&plain_app, &plain_owner, &plain, &text, |_| 0).await;
+        assert!(!reply.context_truncated, "the same sends, never measured, fit whole");
+    }
 }

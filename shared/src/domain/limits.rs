@@ -41,3 +41,7 @@ pub const MAX_REPLY_BYTES: usize = 300 * 1024;
 pub const MAX_FORMAT_BYTES: usize = 16 * 1024;
 /// Longest backend name (the `backend/` prefix of a model), in characters.
 pub const MAX_BACKEND_NAME_CHARS: usize = 32;
+/// Most a session's calibration may scale the context estimate by (see
+/// `domain::tokens::TokenCalibration`): four times covers a tokenizer that
+/// spends a token on every byte, the finest any splits.
+pub const MAX_TOKEN_CALIBRATION: u32 = 4;

@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::limits::{MAX_CLIENT_MESSAGE_ID_CHARS, MAX_MESSAGE_CHARS};
+use super::tokens::TokenCalibration;
 use super::{ErrorCode, Invalid, ModelOptions, Timestamp, invalid};
 
 /// Who wrote a turn of the conversation.
@@ -75,6 +76,10 @@ pub struct Message {
     pub done_reason: Option<String>,
     pub client_message_id: Option<String>,
     pub context_truncated: bool,
+    /// A finished reply's measure of the context estimate: how many tokens
+    /// the backend counted in its prompt per token estimated. The session's
+    /// next sends to the same model fit their context with it.
+    pub prompt_calibration: Option<TokenCalibration>,
     pub error_code: Option<ErrorCode>,
     /// While streaming: the writer renews this; past it, the writer is presumed dead.
     pub lease_until: Option<Timestamp>,
@@ -105,6 +110,7 @@ impl Message {
             done_reason: None,
             client_message_id,
             context_truncated: false,
+            prompt_calibration: None,
             error_code: None,
             lease_until: None,
             generation: None,

@@ -7,7 +7,8 @@
 //! - [`options`]: sampling options for the model;
 //! - [`session`] and [`message`]: what is stored, and what a client may send;
 //! - [`error_code`]: the stable codes stored on failed replies and sent in problems;
-//! - [`limits`]: every bound the API enforces.
+//! - [`limits`]: every bound the API enforces;
+//! - [`tokens`]: token estimates for the context budget, and their calibration.
 
 mod error_code;
 mod ids;
@@ -16,6 +17,7 @@ mod message;
 mod options;
 mod session;
 mod time;
+pub mod tokens;
 mod usage;
 
 pub use error_code::ErrorCode;

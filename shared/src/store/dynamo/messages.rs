@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::quotas::{record_read, refused_quota};
 use super::{DynamoStore, Item, from_item, owned_session, s, sdk_error, to_attr, to_item};
 use super::schema::*;
+use crate::domain::tokens::TokenCalibration;
 use crate::domain::{ErrorCode, Message, MessageStatus, Order, OwnerId, Role, Session, Spend, Timestamp, Usage};
 use crate::store::{BeginError, IdempotencyRecord, Listed, LogPart, MessageRepository, QuotaClaim, SendState, Settlement, StoreError};
 
@@ -42,6 +43,9 @@ struct MessageItem {
     client_message_id: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     context_truncated: bool,
+    /// The reply's `TokenCalibration`, as its ratio.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prompt_token_ratio: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     error_code: Option<ErrorCode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,6 +94,7 @@ impl MessageItem {
             done_reason: m.done_reason.clone(),
             client_message_id: m.client_message_id.clone(),
             context_truncated: m.context_truncated,
+            prompt_token_ratio: m.prompt_calibration.map(TokenCalibration::ratio),
             error_code: m.error_code,
             lease_until: m.lease_until,
             r#gen: m.generation.clone(),
@@ -116,6 +121,7 @@ impl MessageItem {
             done_reason: self.done_reason,
             client_message_id: self.client_message_id,
             context_truncated: self.context_truncated,
+            prompt_calibration: self.prompt_token_ratio.map(TokenCalibration::from_ratio),
             error_code: self.error_code,
             lease_until: self.lease_until,
             generation: self.r#gen,
@@ -554,6 +560,10 @@ impl MessageRepository for DynamoStore {
         if let Some(reason) = &reply.done_reason {
             set.push("done_reason = :done_reason");
             update = update.expression_attribute_values(":done_reason", s(reason));
+        }
+        if let Some(calibration) = reply.prompt_calibration {
+            set.push("prompt_token_ratio = :prompt_token_ratio");
+            update = update.expression_attribute_values(":prompt_token_ratio", AttributeValue::N(calibration.ratio().to_string()));
         }
         if let Some(code) = reply.error_code {
             set.push("error_code = :error_code");
