@@ -22,6 +22,7 @@ mod backends;
 mod authorizer;
 mod bad_input;
 mod chat;
+mod context;
 mod cors;
 mod dashboard;
 mod durable;

@@ -56,11 +56,16 @@ impl Dialect {
 
     /// The end of a reply, with usage: 26 prompt tokens, 7 generated.
     pub fn done(self) -> Vec<u8> {
+        self.done_counting(26)
+    }
+
+    /// The end of a reply whose prompt the server counted as `prompt_tokens`; 7 generated.
+    pub fn done_counting(self, prompt_tokens: u64) -> Vec<u8> {
         match self {
-            Dialect::Ollama => done_line(),
+            Dialect::Ollama => done_line_counting(prompt_tokens),
             Dialect::OpenAi => {
                 let usage = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0, "model": "m",
-                    "choices": [], "usage": {"prompt_tokens": 26, "completion_tokens": 7, "total_tokens": 33}});
+                    "choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 7, "total_tokens": prompt_tokens + 7}});
                 [openai_chunk(json!({}), Some("stop")), format!("data: {usage}\n\ndata: [DONE]\n\n").into_bytes()].concat()
             }
         }
@@ -246,10 +251,15 @@ pub fn token_line(token: &str) -> Vec<u8> {
 }
 
 pub fn done_line() -> Vec<u8> {
+    done_line_counting(26)
+}
+
+/// Ollama's last line, reporting `prompt_eval_count` prompt tokens.
+pub fn done_line_counting(prompt_eval_count: u64) -> Vec<u8> {
     let line = json!({
         "model": "m", "created_at": "2026-01-01T00:00:00Z", "message": {"role": "assistant", "content": ""},
         "done": true, "done_reason": "stop", "total_duration": 5_000_000_000u64, "load_duration": 1_000_000u64,
-        "prompt_eval_count": 26, "prompt_eval_duration": 2_000_000u64, "eval_count": 7, "eval_duration": 3_000_000u64
+        "prompt_eval_count": prompt_eval_count, "prompt_eval_duration": 2_000_000u64, "eval_count": 7, "eval_duration": 3_000_000u64
     });
     format!("{line}\n").into_bytes()
 }
