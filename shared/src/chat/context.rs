@@ -260,6 +260,98 @@ mod tests {
         assert_eq!(calibration(&long, "m").ratio(), 1.25);
     }
 
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Text in any script: English, Chinese, Cyrillic, anything.
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[a-z ,.]{0,300}",
+                "[\u{4e00}-\u{9fff}\u{3040}-\u{30ff}]{0,120}",
+                "[\u{0400}-\u{04ff} ]{0,200}",
+                any::<String>(),
+            ]
+        }
+
+        fn role() -> impl Strategy<Value = Role> {
+            prop_oneof![4 => Just(Role::User), 4 => Just(Role::Assistant), 1 => Just(Role::System)]
+        }
+
+        /// Newest first, as the store returns it.
+        fn stored_history() -> impl Strategy<Value = Vec<Message>> {
+            prop::collection::vec((role(), text()), 0..30)
+                .prop_map(|turns| turns.into_iter().enumerate().map(|(i, (role, content))| msg(1000 - i as u64, role, &content)).collect())
+        }
+
+        fn any_budget() -> impl Strategy<Value = Budget> {
+            (256..4096u32, 1..2048u32, 1000..=4000u64).prop_map(|(context_tokens, reply_reserve, per_mille)| Budget {
+                context_tokens,
+                reply_reserve,
+                calibration: TokenCalibration::measured(per_mille, 1000).unwrap(),
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn the_fitted_prompt_keeps_the_rules(
+                system_prompt in prop::option::of(text()),
+                history in stored_history(),
+                new_message in text().prop_filter("a message is never empty", |t| !t.is_empty()),
+                budget in any_budget(),
+                older_exist in any::<bool>(),
+            ) {
+                let cal = budget.calibration;
+                let fixed = system_prompt.as_deref().map(estimate_turn).unwrap_or(0) + estimate_turn(&new_message);
+                let fitted = fit(system_prompt.as_deref(), &history, &new_message, &budget, older_exist);
+                let c = match fitted {
+                    Err(overflow) => {
+                        prop_assert_eq!(overflow.needed, TOKENS_PER_PROMPT + cal.apply(fixed));
+                        prop_assert!(overflow.needed > overflow.available);
+                        prop_assert_eq!(overflow.available, budget.available());
+                        return Ok(());
+                    }
+                    Ok(c) => c,
+                };
+                // The system prompt first, the new message last, always.
+                let mut middle = &c.turns[..];
+                if let Some(prompt) = &system_prompt {
+                    prop_assert_eq!(&middle[0], &ChatTurn { role: Role::System, content: prompt.clone() });
+                    middle = &middle[1..];
+                }
+                let (last, middle) = middle.split_last().unwrap();
+                prop_assert_eq!(last, &ChatTurn { role: Role::User, content: new_message.clone() });
+
+                // The past turns are the newest ones, in the order they were written.
+                let usable: Vec<&Message> = history.iter().filter(|m| m.role != Role::System && !m.content.is_empty()).collect();
+                let kept = middle.len();
+                let newest: Vec<ChatTurn> =
+                    usable[..kept].iter().rev().map(|m| ChatTurn { role: m.role, content: m.content.clone() }).collect();
+                prop_assert_eq!(middle, &newest[..]);
+
+                // Within the budget by the calibrated estimate, and the figures say so.
+                let charged: u32 = TOKENS_PER_PROMPT + cal.apply(fixed) + middle.iter().map(|t| cal.apply(estimate_turn(&t.content))).sum::<u32>();
+                prop_assert_eq!(c.budgeted_tokens, charged);
+                prop_assert!(charged <= budget.available(), "{} > {}", charged, budget.available());
+                prop_assert_eq!(c.estimated_tokens, estimate_prompt(&c.turns));
+
+                // Truncated exactly when something was left out; and only what did not fit was.
+                prop_assert_eq!(c.truncated, older_exist || kept < usable.len());
+                if let Some(next) = usable.get(kept) {
+                    prop_assert!(charged + cal.apply(estimate_turn(&next.content)) > budget.available());
+                }
+            }
+
+            #[test]
+            fn the_estimate_never_falls_below_four_characters_a_token(text in text()) {
+                let old_rule = (text.chars().count() as u32).div_ceil(4);
+                prop_assert!(crate::domain::tokens::estimate_text(&text) >= old_rule);
+                let cjk = text.chars().filter(|c| crate::domain::tokens::is_cjk(*c)).count() as u32;
+                prop_assert!(crate::domain::tokens::estimate_text(&text) >= cjk, "a CJK character is a token at least");
+            }
+        }
+    }
+
     #[test]
     fn a_measure_leaves_the_prompts_own_framing_out() {
         assert_eq!(measure(0, 100), None, "nothing counted");

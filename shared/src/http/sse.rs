@@ -137,10 +137,40 @@ impl StreamEvent {
         json.unwrap_or_else(|_| "{}".to_owned())
     }
 
-    /// The event as SSE text. JSON data is one line, so one `data:` field suffices.
+    /// The event as SSE text.
     pub fn encode(&self) -> String {
-        format!("id: {}\nevent: {}\ndata: {}\n\n", self.position().id(), self.name(), self.data())
+        frame(Some(&self.position().id()), Some(self.name()), &self.data())
     }
+}
+
+/// One event as SSE text: its `id:` and `event:` fields, one `data:` field
+/// per line of `data` (a reader joins them with `\n`), and the blank line
+/// that ends it. A line break ends a field, so none may reach one unsplit:
+/// `data`'s line breaks (`\r\n`, `\r` or `\n`) each start a new `data:`
+/// line and are read back as `\n`; the id and the event name, single-line
+/// fields, lose theirs (and the id its NUL, which makes a reader ignore it).
+/// Every value is written after one space, which a reader strips, so a value
+/// that begins with a space keeps it.
+pub fn frame(id: Option<&str>, event: Option<&str>, data: &str) -> String {
+    let mut text = String::with_capacity(data.len() + 64);
+    let mut field = |name: &str, value: &mut dyn Iterator<Item = char>| {
+        text.push_str(name);
+        text.push_str(": ");
+        text.extend(value);
+        text.push('\n');
+    };
+    if let Some(id) = id {
+        field("id", &mut id.chars().filter(|c| !matches!(c, '\r' | '\n' | '\0')));
+    }
+    if let Some(event) = event {
+        field("event", &mut event.chars().filter(|c| !matches!(c, '\r' | '\n')));
+    }
+    let data = data.replace("\r\n", "\n").replace('\r', "\n");
+    for line in data.split('\n') {
+        field("data", &mut line.chars());
+    }
+    text.push('\n');
+    text
 }
 
 /// Something the stream writer can frame as SSE text.
@@ -298,6 +328,142 @@ mod tests {
         let started = tokio::time::Instant::now();
         write_events(Stalled, rx, Duration::from_secs(10)).await;
         assert_eq!(started.elapsed(), STALLED_READER);
+    }
+
+    /// An event as a reader sees it: its type, data and last event id.
+    #[derive(Debug, Clone, PartialEq)]
+    struct Received {
+        event: String,
+        data: String,
+        id: String,
+    }
+
+    /// A strict reader of an event stream, as the HTML standard's
+    /// "interpreting an event stream" says: lines end at CRLF, LF or CR;
+    /// `:` starts a comment; a field's value follows its first colon, less
+    /// one leading space; a blank line dispatches the event (unless its data
+    /// is empty); an id with NUL is ignored; unknown fields are ignored.
+    fn read_stream(text: &str) -> Vec<Received> {
+        let mut received = Vec::new();
+        let (mut event, mut data, mut id) = (String::new(), String::new(), String::new());
+        let text = text.replace("\r\n", "\n").replace('\r', "\n");
+        let mut lines: Vec<&str> = text.split('\n').collect();
+        lines.pop(); // what follows the last line break is not a line yet
+        for line in lines {
+            if line.is_empty() {
+                if !data.is_empty() {
+                    data.pop();
+                    let name = if event.is_empty() { "message".to_owned() } else { event.clone() };
+                    received.push(Received { event: name, data: data.clone(), id: id.clone() });
+                }
+                (event, data) = (String::new(), String::new());
+                continue;
+            }
+            if line.starts_with(':') {
+                continue;
+            }
+            let (field, value) = match line.split_once(':') {
+                Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
+                None => (line, ""),
+            };
+            match field {
+                "event" => event = value.to_owned(),
+                "data" => {
+                    data.push_str(value);
+                    data.push('\n');
+                }
+                "id" if !value.contains('\0') => id = value.to_owned(),
+                _ => {}
+            }
+        }
+        received
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Text that tries everything: line breaks of every kind, colons,
+        /// field names, NUL, leading spaces, any character.
+        fn hostile() -> impl Strategy<Value = String> {
+            let bit = prop_oneof![
+                Just("\n".to_owned()),
+                Just("\r".to_owned()),
+                Just("\r\n".to_owned()),
+                Just(": ".to_owned()),
+                Just("data: x".to_owned()),
+                Just("id: 9".to_owned()),
+                Just("event: error".to_owned()),
+                Just("retry: 1".to_owned()),
+                Just("\0".to_owned()),
+                Just(" ".to_owned()),
+                any::<String>(),
+            ];
+            prop::collection::vec(bit, 0..8).prop_map(|bits| bits.concat())
+        }
+
+        fn event() -> impl Strategy<Value = (Option<String>, Option<String>, String)> {
+            (prop::option::of(hostile()), prop::option::of(hostile()), hostile())
+        }
+
+        /// Writes frames through [`write_events`], as a stream response does.
+        fn written(frames: Vec<String>) -> String {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+            let sink = Collect::default();
+            let seen = sink.0.clone();
+            runtime.block_on(async {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                for frame in frames {
+                    tx.send(frame).unwrap();
+                }
+                drop(tx);
+                write_events(sink, rx, Duration::from_secs(10)).await;
+            });
+            seen.lock().unwrap().concat()
+        }
+
+        proptest! {
+            #[test]
+            fn a_strict_reader_recovers_exactly_the_events_written(events in prop::collection::vec(event(), 0..6)) {
+                let frames = events.iter().map(|(id, event, data)| frame(id.as_deref(), event.as_deref(), data)).collect();
+                let received = read_stream(&written(frames));
+                prop_assert_eq!(received.len(), events.len(), "one event per frame, no more");
+                let mut last_id = String::new();
+                for ((id, event, data), got) in events.iter().zip(&received) {
+                    // Single-line fields lose their line breaks (and the id its NUL); data keeps every line.
+                    if let Some(id) = id {
+                        last_id = id.chars().filter(|c| !matches!(c, '\r' | '\n' | '\0')).collect();
+                    }
+                    let name: String = event.as_deref().unwrap_or_default().chars().filter(|c| !matches!(c, '\r' | '\n')).collect();
+                    let expected = Received {
+                        event: if name.is_empty() { "message".to_owned() } else { name },
+                        data: data.replace("\r\n", "\n").replace('\r', "\n"),
+                        id: last_id.clone(),
+                    };
+                    prop_assert_eq!(got, &expected);
+                }
+            }
+
+            #[test]
+            fn a_delta_of_any_text_is_one_event_at_its_position(text in hostile(), before in 0..1_000_000usize) {
+                let end = before + text.len();
+                let received = read_stream(&written(vec![delta_to(&text, end).encode()]));
+                prop_assert_eq!(received.len(), 1);
+                prop_assert_eq!(&received[0].event, REPLY_DELTA);
+                prop_assert_eq!(&received[0].id, &end.to_string());
+                let data: serde_json::Value = serde_json::from_str(&received[0].data).unwrap();
+                prop_assert_eq!(data["delta"].as_str(), Some(text.as_str()));
+            }
+        }
+    }
+
+    #[test]
+    fn a_strict_reader_reads_what_the_standard_says() {
+        let text = "id: 1\nevent: a\ndata: x\ndata:  y\n\n: comment\ndata\n\nid: 2\0\nevent\ndata: z\r\n\r\ndata: lost";
+        let received = read_stream(text);
+        let expected = [("a", "x\n y", "1"), ("message", "", "1"), ("message", "z", "1")];
+        let got: Vec<(&str, &str, &str)> = received.iter().map(|r| (r.event.as_str(), r.data.as_str(), r.id.as_str())).collect();
+        assert_eq!(got, expected);
     }
 
     #[test]

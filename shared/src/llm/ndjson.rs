@@ -44,9 +44,73 @@ impl LineBuffer {
     }
 }
 
+/// Cutting a byte stream into reads anywhere, for the property tests of
+/// what reads it (this buffer and the backends' stream decoders).
+#[cfg(test)]
+pub(crate) mod splits {
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    /// Up to eight cut points, anywhere.
+    pub fn cuts() -> impl Strategy<Value = Vec<Index>> {
+        prop::collection::vec(any::<Index>(), 0..8)
+    }
+
+    /// `bytes` in the reads the cut points make.
+    pub fn pieces<'a>(bytes: &'a [u8], cuts: &[Index]) -> Vec<&'a [u8]> {
+        let mut at: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
+        at.sort_unstable();
+        at.dedup();
+        let mut pieces = Vec::new();
+        let mut start = 0;
+        for cut in at.into_iter().chain([bytes.len()]) {
+            pieces.push(&bytes[start..cut]);
+            start = cut;
+        }
+        pieces
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Every line `reads` make, the last one (without a newline) included.
+    fn lines_of(reads: &[&[u8]]) -> Vec<Vec<u8>> {
+        let mut buf = LineBuffer::new();
+        let mut lines = Vec::new();
+        for read in reads {
+            buf.push(read);
+            lines.extend(std::iter::from_fn(|| buf.next_line()));
+        }
+        lines.extend(buf.finish());
+        lines
+    }
+
+    proptest! {
+        #[test]
+        fn any_split_of_any_bytes_gives_the_same_lines(bytes in prop::collection::vec(any::<u8>(), 0..512), cuts in splits::cuts()) {
+            prop_assert_eq!(lines_of(&splits::pieces(&bytes, &cuts)), lines_of(&[&bytes]));
+        }
+
+        #[test]
+        fn lines_come_out_whole_without_their_ending_and_blank_ones_are_skipped(
+            lines in prop::collection::vec(("[^\r\n]{0,40}", prop_oneof!["\n", "\r\n"]), 0..12),
+            unterminated in "[^\r\n]{0,20}",
+            cuts in splits::cuts(),
+        ) {
+            let stream: String = lines.iter().map(|(text, end)| format!("{text}{end}")).chain([unterminated.clone()]).collect();
+            let expected: Vec<Vec<u8>> = lines
+                .iter()
+                .map(|(text, _)| text.as_str())
+                .chain([unterminated.as_str()])
+                .filter(|text| !text.bytes().all(|b| b.is_ascii_whitespace()))
+                .map(|text| text.as_bytes().to_vec())
+                .collect();
+            prop_assert_eq!(lines_of(&splits::pieces(stream.as_bytes(), &cuts)), expected);
+        }
+    }
 
     #[test]
     fn lines_split_anywhere_come_out_whole() {

@@ -142,7 +142,7 @@ impl OllamaClient {
         let started = Instant::now();
         let response = self.post_chat(request, true).await?;
         let lines = TimedLines::new(response, started, self.first_token_timeout, self.idle_timeout);
-        Ok(ChatStream { lines, finished: false, thinking_pieces: 0 })
+        Ok(ChatStream { lines, decoder: LineDecoder::default() })
     }
 
     /// Models the backend offers, read now.
@@ -234,6 +234,14 @@ impl OllamaClient {
 /// A reply Ollama is generating.
 pub struct ChatStream {
     lines: TimedLines,
+    decoder: LineDecoder,
+}
+
+/// Reads Ollama's stream lines, one at a time, into events; apart from the
+/// connection, so that what a byte stream means does not depend on how it
+/// was cut into reads.
+#[derive(Debug, Default)]
+struct LineDecoder {
     finished: bool,
     /// Pieces of thinking seen: Ollama streams about one token per piece.
     thinking_pieces: u64,
@@ -257,22 +265,23 @@ impl ChatModel for OllamaClient {
 
 impl ReplyStream for ChatStream {
     async fn next(&mut self) -> Option<Result<ChatEvent, LlmError>> {
-        if self.finished {
+        if self.decoder.finished {
             return None;
         }
         let result = match self.lines.next().await {
-            Ok(Some(line)) => self.parse(&line),
+            Ok(Some(line)) => self.decoder.parse(&line),
             Ok(None) => Err(LlmError::Failed("the stream ended before the reply was complete".to_owned())),
             Err(e) => Err(e),
         };
         if result.is_err() {
-            self.finished = true;
+            self.decoder.finished = true;
         }
         Some(result)
     }
 }
 
-impl ChatStream {
+impl LineDecoder {
+    /// One whole line: its event, or the error it reports or is.
     fn parse(&mut self, line: &[u8]) -> Result<ChatEvent, LlmError> {
         let chunk: WireChunk =
             serde_json::from_slice(line).map_err(|e| LlmError::Failed(format!("malformed stream line: {e}")))?;
@@ -303,3 +312,139 @@ fn classify_error(model: &str, message: &str) -> LlmError {
 }
 
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::ndjson::{LineBuffer, splits};
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    /// What a stream read in `reads` comes to, as [`ChatStream`] reads it: its
+    /// events up to and including `Done` or the first error (a stream that
+    /// ends before `Done` ends with one).
+    fn decode(reads: &[&[u8]]) -> Vec<Result<ChatEvent, LlmError>> {
+        let mut buf = LineBuffer::new();
+        let mut decoder = LineDecoder::default();
+        let mut out = Vec::new();
+        let mut read = |line: &[u8], out: &mut Vec<_>| {
+            let result = decoder.parse(line);
+            let last = result.is_err() || decoder.finished;
+            out.push(result);
+            last
+        };
+        for bytes in reads {
+            buf.push(bytes);
+            while let Some(line) = buf.next_line() {
+                if read(&line, &mut out) {
+                    return out;
+                }
+            }
+        }
+        if let Some(line) = buf.finish() {
+            if read(&line, &mut out) {
+                return out;
+            }
+        }
+        out.push(Err(LlmError::Failed("the stream ended before the reply was complete".to_owned())));
+        out
+    }
+
+    /// One line of a reply before its end, and the event it means.
+    #[derive(Debug, Clone)]
+    enum Piece {
+        Text(String),
+        Thinking(String),
+        /// A blank line (Ollama sends none, a proxy might).
+        Blank(&'static str),
+    }
+
+    fn piece() -> impl Strategy<Value = Piece> {
+        prop_oneof![
+            any::<String>().prop_map(Piece::Text),
+            any::<String>().prop_map(Piece::Thinking),
+            prop_oneof![Just(""), Just("  "), Just("\r")].prop_map(Piece::Blank),
+        ]
+    }
+
+    /// A valid stream of `pieces` ending with the final line, and the events it means.
+    fn stream(pieces: &[Piece], counts: (u64, u64), crlf: bool) -> (Vec<u8>, Vec<ChatEvent>) {
+        let end = if crlf { "\r\n" } else { "\n" };
+        let mut bytes = Vec::new();
+        let mut events = Vec::new();
+        let mut thinking = 0;
+        for piece in pieces {
+            let line = match piece {
+                Piece::Text(t) => {
+                    events.push(if t.is_empty() { ChatEvent::Progress } else { ChatEvent::Delta(t.clone()) });
+                    json!({"model": "m", "message": {"role": "assistant", "content": t}, "done": false}).to_string()
+                }
+                Piece::Thinking(t) => {
+                    thinking += u64::from(!t.is_empty());
+                    events.push(if t.is_empty() { ChatEvent::Progress } else { ChatEvent::Thinking(t.clone()) });
+                    json!({"model": "m", "message": {"role": "assistant", "content": "", "thinking": t}, "done": false}).to_string()
+                }
+                Piece::Blank(b) => b.to_string(),
+            };
+            bytes.extend_from_slice(line.as_bytes());
+            bytes.extend_from_slice(end.as_bytes());
+        }
+        let (prompt, eval) = counts;
+        let last = json!({"model": "m", "message": {"role": "assistant", "content": ""}, "done": true, "done_reason": "stop",
+            "prompt_eval_count": prompt, "eval_count": eval, "total_duration": 3_000_000, "eval_duration": 2_000_000});
+        bytes.extend_from_slice(last.to_string().as_bytes());
+        let usage = Usage {
+            prompt_tokens: prompt,
+            completion_tokens: eval,
+            thinking_tokens: thinking.min(eval),
+            total_duration_ms: 3,
+            eval_duration_ms: 2,
+            ..Usage::default()
+        };
+        events.push(ChatEvent::Done(Completion { done_reason: Some("stop".to_owned()), usage }));
+        (bytes, events)
+    }
+
+    proptest! {
+        #[test]
+        fn any_split_of_a_valid_stream_gives_its_events(
+            pieces in prop::collection::vec(piece(), 0..10),
+            counts in (0..100_000u64, 0..100_000u64),
+            crlf in any::<bool>(),
+            final_newline in any::<bool>(),
+            cuts in splits::cuts(),
+        ) {
+            let (mut bytes, expected) = stream(&pieces, counts, crlf);
+            if final_newline {
+                bytes.push(b'\n');
+            }
+            let events: Vec<ChatEvent> = decode(&splits::pieces(&bytes, &cuts)).into_iter().collect::<Result<_, _>>()?;
+            prop_assert_eq!(events, expected);
+        }
+
+        #[test]
+        fn a_stream_cut_before_its_end_is_an_error_after_the_events_it_gave(
+            pieces in prop::collection::vec(piece(), 0..10),
+            at in any::<prop::sample::Index>(),
+            cuts in splits::cuts(),
+        ) {
+            let (bytes, expected) = stream(&pieces, (7, 3), false);
+            // Anywhere before the final line's closing brace.
+            let cut = &bytes[..at.index(bytes.len())];
+            let mut decoded = decode(&splits::pieces(cut, &cuts));
+            prop_assert!(matches!(decoded.pop(), Some(Err(LlmError::Failed(_)))));
+            let events: Vec<ChatEvent> = decoded.into_iter().collect::<Result<_, _>>()?;
+            prop_assert_eq!(&events[..], &expected[..events.len()]);
+        }
+
+        #[test]
+        fn garbage_is_an_error_never_a_panic(bytes in prop::collection::vec(any::<u8>(), 0..512), cuts in splits::cuts()) {
+            let decoded = decode(&splits::pieces(&bytes, &cuts));
+            let ended = decoded.last().expect("a stream always ends with something");
+            // Without a `done` line, nothing in it can be a finished reply.
+            if !bytes.windows(4).any(|w| w == b"done") {
+                prop_assert!(ended.is_err(), "{:?}", decoded);
+            }
+        }
+    }
+}

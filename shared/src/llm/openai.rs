@@ -184,13 +184,7 @@ impl OpenAiClient {
         }
         Ok(ChatStream {
             lines: TimedLines::new(response, started, self.first_token_timeout, self.idle_timeout),
-            started,
-            first_output_at: None,
-            finish_reason: None,
-            usage: None,
-            text_pieces: 0,
-            thinking_pieces: 0,
-            error_event: false,
+            decoder: EventDecoder::new(started),
             finished: false,
         })
     }
@@ -288,6 +282,14 @@ impl ChatModel for OpenAiClient {
 /// A reply an OpenAI-compatible server is generating.
 pub struct ChatStream {
     lines: TimedLines,
+    decoder: EventDecoder,
+    finished: bool,
+}
+
+/// Reads the event stream's lines, one at a time, into events; apart from
+/// the connection, so that what a byte stream means does not depend on how
+/// it was cut into reads.
+struct EventDecoder {
     started: Instant,
     first_output_at: Option<Instant>,
     finish_reason: Option<String>,
@@ -298,7 +300,6 @@ pub struct ChatStream {
     thinking_pieces: u64,
     /// The last `event:` line named an error.
     error_event: bool,
-    finished: bool,
 }
 
 impl ReplyStream for ChatStream {
@@ -308,7 +309,7 @@ impl ReplyStream for ChatStream {
         }
         let result = loop {
             match self.lines.next().await {
-                Ok(Some(line)) => match self.parse(&line) {
+                Ok(Some(line)) => match self.decoder.parse(&line) {
                     Ok(Some(event)) => break Ok(event),
                     Ok(None) => continue,
                     Err(e) => break Err(e),
@@ -316,7 +317,9 @@ impl ReplyStream for ChatStream {
                 // Once the server has said how the reply finished, the rest
                 // (usage, `[DONE]`) is a courtesy: a close, a cut or a silence
                 // after it still leaves a complete reply.
-                Ok(None) | Err(LlmError::Failed(_) | LlmError::Timeout(_)) if self.finish_reason.is_some() => break Ok(self.done()),
+                Ok(None) | Err(LlmError::Failed(_) | LlmError::Timeout(_)) if self.decoder.finish_reason.is_some() => {
+                    break Ok(self.decoder.done());
+                }
                 Ok(None) => break Err(LlmError::Failed("the stream ended before the reply was complete".to_owned())),
                 Err(e) => break Err(e),
             }
@@ -328,7 +331,19 @@ impl ReplyStream for ChatStream {
     }
 }
 
-impl ChatStream {
+impl EventDecoder {
+    fn new(started: Instant) -> Self {
+        EventDecoder {
+            started,
+            first_output_at: None,
+            finish_reason: None,
+            usage: None,
+            text_pieces: 0,
+            thinking_pieces: 0,
+            error_event: false,
+        }
+    }
+
     /// One line of the event stream: `None` for lines that carry no event
     /// (comments, chunks with nothing new). An `event: error` names the data
     /// that follows as an error.
@@ -397,5 +412,121 @@ impl ChatStream {
                 eval_duration_ms: ms(now - first),
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::ndjson::{LineBuffer, splits};
+    use proptest::prelude::*;
+
+    /// What a stream read in `reads` comes to, as [`ChatStream`] reads it,
+    /// with the durations it measured set to zero.
+    fn decode(reads: &[&[u8]]) -> Vec<Result<ChatEvent, LlmError>> {
+        let mut buf = LineBuffer::new();
+        let mut decoder = EventDecoder::new(Instant::now());
+        let mut out = Vec::new();
+        let mut lines = Vec::new();
+        for bytes in reads {
+            buf.push(bytes);
+            lines.extend(std::iter::from_fn(|| buf.next_line()));
+        }
+        lines.extend(buf.finish());
+        for line in lines {
+            match decoder.parse(&line) {
+                Ok(None) => continue,
+                Ok(Some(ChatEvent::Done(done))) => {
+                    out.push(Ok(ChatEvent::Done(done)));
+                    break;
+                }
+                Ok(Some(event)) => out.push(Ok(event)),
+                Err(e) => {
+                    out.push(Err(e));
+                    break;
+                }
+            }
+        }
+        for event in &mut out {
+            if let Ok(ChatEvent::Done(done)) = event {
+                let usage = &mut done.usage;
+                (usage.total_duration_ms, usage.prompt_eval_duration_ms, usage.eval_duration_ms) = (0, 0, 0);
+            }
+        }
+        out
+    }
+
+    /// One event of a reply before its end.
+    #[derive(Debug, Clone)]
+    enum Piece {
+        Text(String),
+        /// Thinking, as `reasoning_content` or as `reasoning`.
+        Thinking(String, bool),
+        /// A comment (`: keep-alive`) or a blank line: no event.
+        Filler(&'static str),
+    }
+
+    fn piece() -> impl Strategy<Value = Piece> {
+        prop_oneof![
+            any::<String>().prop_map(Piece::Text),
+            (any::<String>(), any::<bool>()).prop_map(|(t, named)| Piece::Thinking(t, named)),
+            prop_oneof![Just(": keep-alive"), Just(""), Just(":")].prop_map(Piece::Filler),
+        ]
+    }
+
+    fn chunk(delta: Value, finish: Option<&str>) -> String {
+        json!({"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+            .to_string()
+    }
+
+    proptest! {
+        #[test]
+        fn any_split_of_a_valid_stream_gives_its_events(
+            pieces in prop::collection::vec(piece(), 0..10),
+            counts in (0..100_000u64, 0..100_000u64),
+            spaced in any::<bool>(),
+            cuts in splits::cuts(),
+        ) {
+            let data = if spaced { "data: " } else { "data:" };
+            let mut text = String::new();
+            let mut expected = Vec::new();
+            let mut thinking = 0;
+            for piece in &pieces {
+                let line = match piece {
+                    Piece::Text(t) => {
+                        expected.push(if t.is_empty() { ChatEvent::Progress } else { ChatEvent::Delta(t.clone()) });
+                        format!("{data}{}", chunk(json!({"content": t}), None))
+                    }
+                    Piece::Thinking(t, named) => {
+                        thinking += u64::from(!t.is_empty());
+                        expected.push(if t.is_empty() { ChatEvent::Progress } else { ChatEvent::Thinking(t.clone()) });
+                        let field = if *named { "reasoning_content" } else { "reasoning" };
+                        format!("{data}{}", chunk(json!({field: t}), None))
+                    }
+                    Piece::Filler(f) => f.to_string(),
+                };
+                text.push_str(&line);
+                text.push_str("\n\n");
+            }
+            let (prompt, completion) = counts;
+            let usage = json!({"id": "c", "choices": [], "usage": {"prompt_tokens": prompt, "completion_tokens": completion}});
+            text.push_str(&format!("{data}{}\n\n{data}{usage}\n\n{data}[DONE]\n\n", chunk(json!({}), Some("stop"))));
+            expected.push(ChatEvent::Progress);
+            expected.push(ChatEvent::Progress);
+            let usage = Usage { prompt_tokens: prompt, completion_tokens: completion, thinking_tokens: thinking, ..Usage::default() };
+            expected.push(ChatEvent::Done(Completion { done_reason: Some("stop".to_owned()), usage }));
+
+            let events: Vec<ChatEvent> = decode(&splits::pieces(text.as_bytes(), &cuts)).into_iter().collect::<Result<_, _>>()?;
+            prop_assert_eq!(events, expected);
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512), cuts in splits::cuts()) {
+            let decoded = decode(&splits::pieces(&bytes, &cuts));
+            // No `[DONE]`, no finished reply.
+            if !bytes.windows(6).any(|w| w == b"[DONE]") {
+                prop_assert!(!decoded.iter().any(|e| matches!(e, Ok(ChatEvent::Done(_)))), "{:?}", decoded);
+            }
+        }
     }
 }

@@ -78,4 +78,68 @@ mod tests {
         let forged = URL_SAFE_NO_PAD.encode(br#"{"u":"yesterday","i":"00000000-0000-0000-0000-000000000000"}"#);
         assert!(SessionCursor::decode(&forged).is_err());
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Any moment from 1970 to the end of 9999, to the millisecond.
+        fn timestamp() -> impl Strategy<Value = Timestamp> {
+            (0..253_402_300_800i64, 0..1000u64).prop_map(|(secs, ms)| {
+                Timestamp::from_unix_seconds(secs).unwrap().plus(std::time::Duration::from_millis(ms))
+            })
+        }
+
+        fn order() -> impl Strategy<Value = Order> {
+            prop_oneof![Just(Order::Asc), Just(Order::Desc)]
+        }
+
+        proptest! {
+            #[test]
+            fn session_cursors_round_trip(updated_at in timestamp(), id in any::<u128>()) {
+                let cursor = SessionCursor { updated_at, id: Uuid::from_u128(id) };
+                prop_assert!(cursor.encode().len() <= MAX_CURSOR_CHARS);
+                prop_assert_eq!(SessionCursor::decode(&cursor.encode()), Ok(cursor));
+            }
+
+            #[test]
+            fn message_cursors_round_trip(seq in any::<u64>(), order in order()) {
+                let cursor = MessageCursor { seq, order };
+                prop_assert_eq!(MessageCursor::decode(&cursor.encode()), Ok(cursor));
+            }
+
+            #[test]
+            fn arbitrary_text_is_an_error_never_a_panic(text in any::<String>()) {
+                prop_assert!(SessionCursor::decode(&text).is_err());
+                prop_assert!(MessageCursor::decode(&text).is_err());
+            }
+
+            #[test]
+            fn arbitrary_base64_is_an_error_never_a_panic(text in "[A-Za-z0-9_-]{0,600}") {
+                prop_assert!(SessionCursor::decode(&text).is_err());
+                prop_assert!(MessageCursor::decode(&text).is_err());
+            }
+
+            #[test]
+            fn arbitrary_json_is_an_error_never_a_panic(json in any::<Vec<u8>>(), seq in 1..=u64::MAX) {
+                // Bytes of any kind, and cursors' own shape with a wrong value.
+                for forged in [json, format!(r#"{{"s":{seq},"o":"sideways"}}"#).into_bytes(), format!(r#"{{"s":-{seq},"o":"asc"}}"#).into_bytes()] {
+                    let text = URL_SAFE_NO_PAD.encode(&forged);
+                    prop_assert!(SessionCursor::decode(&text).is_err());
+                    prop_assert!(MessageCursor::decode(&text).is_err(), "{}", String::from_utf8_lossy(&forged));
+                }
+            }
+
+            #[test]
+            fn a_damaged_cursor_never_panics(seq in any::<u64>(), at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+                let mut text = MessageCursor { seq, order: Order::Desc }.encode().into_bytes();
+                let at = at.index(text.len());
+                text[at] = byte;
+                let text = String::from_utf8_lossy(&text);
+                // Whatever it reads as, a page boundary or an error, reading it is safe.
+                let _ = MessageCursor::decode(&text);
+                let _ = SessionCursor::decode(&text);
+            }
+        }
+    }
 }

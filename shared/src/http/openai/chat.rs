@@ -85,7 +85,7 @@ where
     let (chunks, body) = sse::channel::<String>(app.config.sse_keepalive);
     let request_id = request_id.to_owned();
     tokio::spawn(async move {
-        let send = |v: Value| chunks.send(format!("data: {v}\n\n")).is_ok();
+        let send = |v: Value| chunks.send(sse::frame(None, None, &v.to_string())).is_ok();
         send(head.chunk(json!({"role": "assistant", "content": ""}), None, include_usage));
         let (mut text, mut thinking) = (String::new(), String::new());
         let ended = relay(reply, |d| {
@@ -109,11 +109,11 @@ where
                 if include_usage {
                     send(head.usage_chunk(&completion.usage));
                 }
-                let _ = chunks.send("data: [DONE]\n\n".to_owned());
+                let _ = chunks.send(sse::frame(None, None, "[DONE]"));
             }
             Err(e) => {
                 let error: Response<String> = error_response(&ApiError::Llm(e), &request_id);
-                let _ = chunks.send(format!("data: {}\n\n", error.body()));
+                let _ = chunks.send(sse::frame(None, None, error.body()));
             }
         }
     });

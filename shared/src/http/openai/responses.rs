@@ -137,7 +137,7 @@ fn message_item(reply: &Message, status: &str) -> Value {
 fn event(kind: &str, sequence_number: u64, mut body: Value) -> String {
     body["type"] = json!(kind);
     body["sequence_number"] = json!(sequence_number);
-    format!("event: {kind}\ndata: {body}\n\n")
+    sse::frame(None, Some(kind), &body.to_string())
 }
 
 /// The events before any text, numbered 0 to 3, for a reply as it reads now.
