@@ -57,7 +57,7 @@ cleanup() {
     local rc=$?
     trap '' INT TERM HUP
     if ((OWN_STACK)); then
-        if ((rc != 0 && rc < 128)) && [[ -s $STACK_DIR/watch.log ]]; then print_log_tail "$STACK_DIR/watch.log" 30; fi
+        if ((rc != 0 && rc < 128)) && [[ -s $STACK_DIR/runtime.log ]]; then print_log_tail "$STACK_DIR/runtime.log" 30; fi
         stop_scripted_stack "$STACK_DIR"
         ((rc != 0)) || rm -rf "$STACK_DIR"
     fi
@@ -71,7 +71,7 @@ load_stack_env "$STACK_DIR"
 [[ -s $STACK_DIR/cors-origin ]] || die "the stack in $STACK_DIR allows no test origin (start it with start_scripted_stack)"
 # A key of a fresh owner: an empty session list, and quotas that no earlier
 # test on this stack used up. The admin tool is where the stack built it.
-admin="$(CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$LLMCHAT_ROOT/target/e2e-watch}" cargo_target_dir)/debug/llmchat-admin"
+admin="$(CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$LLMCHAT_ROOT/target/local-stack}" cargo_target_dir)/debug/llmchat-admin"
 [[ -x $admin ]] || die "no llmchat-admin at $admin (the local stack builds it)"
 STACK_KEY="$(
     use_local_aws_env

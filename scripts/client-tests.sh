@@ -115,7 +115,7 @@ cleanup() {
     local rc=$?
     trap '' INT TERM HUP
     if ((OWN_STACK)); then
-        if ((rc != 0 && rc < 128)) && [[ -s $WORK/watch.log ]]; then print_log_tail "$WORK/watch.log" 30; fi
+        if ((rc != 0 && rc < 128)) && [[ -s $WORK/runtime.log ]]; then print_log_tail "$WORK/runtime.log" 30; fi
         stop_scripted_stack "$WORK"
     fi
     if ((rc == 0)); then

@@ -2,7 +2,7 @@
 # Contract test (`make contract-test`; also the last step of `make test`):
 # schemathesis sends generated requests, valid and invalid, to every operation
 # of the committed openapi-3.2.yaml (openapi.yaml's operations, with each event
-# stream's events as itemSchema, so every SSE event is checked too) on the whole local stack (cargo lambda watch
+# stream's events as itemSchema, so every SSE event is checked too) on the whole local stack (the local runtime
 # with the deployed router, DynamoDB Local, a scripted Ollama) and fails on a
 # 5xx, or a status code, content type or body the spec does not declare.
 #
@@ -14,6 +14,9 @@
 #                                    unset: a private one is started on a free port
 #   LLMCHAT_CONTRACT_MAX_EXAMPLES=50 generated cases per operation (fuzzing phase)
 #   LLMCHAT_CONTRACT_SEED=1          generation seed: the same seed, the same requests
+#   LLMCHAT_CONTRACT_RANDOM_EXAMPLES=20  then a second run with a random seed (printed,
+#                                    so a failure can be replayed with LLMCHAT_CONTRACT_SEED)
+#                                    and this many cases per operation; 0 skips it
 #   LLMCHAT_CONTRACT_WORKERS=1       operations tested concurrently; more is faster,
 #                                    but the order of requests, and so the run, varies
 #   LLMCHAT_READY_TIMEOUT=1200       seconds the started stack may take to answer
@@ -31,27 +34,28 @@ cd "$LLMCHAT_ROOT"
 
 MAX_EXAMPLES="${LLMCHAT_CONTRACT_MAX_EXAMPLES:-50}"
 SEED="${LLMCHAT_CONTRACT_SEED:-1}"
+RANDOM_EXAMPLES="${LLMCHAT_CONTRACT_RANDOM_EXAMPLES:-20}"
 WORKERS="${LLMCHAT_CONTRACT_WORKERS:-1}"
 # The client tests (scripts/client-tests.sh: the OpenAI SDK, generated clients)
 # run on the same stack after schemathesis; LLMCHAT_CLIENT_TESTS=0 skips them.
 CLIENT_TESTS="${LLMCHAT_CLIENT_TESTS:-1}"
 # The browser tests (scripts/browser-tests.sh) after those; LLMCHAT_BROWSER_TESTS=0 skips them.
 BROWSER_TESTS="${LLMCHAT_BROWSER_TESTS:-1}"
-for n in MAX_EXAMPLES SEED WORKERS; do
+for n in MAX_EXAMPLES SEED RANDOM_EXAMPLES WORKERS; do
     [[ ${!n} =~ ^[0-9]+$ ]] || die "$n='${!n}' is not a number"
 done
 [[ $CLIENT_TESTS == [01] ]] || die "LLMCHAT_CLIENT_TESTS='$CLIENT_TESTS' is not 0 or 1"
 [[ $BROWSER_TESTS == [01] ]] || die "LLMCHAT_BROWSER_TESTS='$BROWSER_TESTS' is not 0 or 1"
 
 need_cmd cargo java mvn curl python3 setsid pgrep
-# cargo-lambda and schemathesis, pinned in scripts/requirements-dev.txt.
+# schemathesis, pinned in scripts/requirements-dev.txt.
 ensure_dev_tools
 need_cmd schemathesis
 
 mkdir -p "$LLMCHAT_STATE_DIR"
 # A directory per run, so concurrent runs never share pid files or logs.
 RUN_DIR="$(mktemp -d "$LLMCHAT_STATE_DIR/contract.XXXXXX")"
-WATCH_LOG="$RUN_DIR/watch.log"
+WATCH_LOG="$RUN_DIR/runtime.log"
 
 # shellcheck disable=SC2317 # invoked through the EXIT trap
 cleanup() {
@@ -89,46 +93,41 @@ key="$STACK_KEY"
 printf '[cache]\nenabled = false\n' >"$RUN_DIR/schemathesis.toml"
 
 CHECKS="not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
-# Bounded and repeatable: a fixed seed, a fixed number of cases per operation,
-# one worker, and no example database carried over from earlier runs.
-args=(
-    --config-file "$RUN_DIR/schemathesis.toml"
-    run openapi-3.2.yaml
-    --url "$base"
-    --header "Authorization: Bearer $key"
-    --checks "$CHECKS"
-    --max-examples "$MAX_EXAMPLES"
-    --seed "$SEED"
-    --generation-database none
-    --workers "$WORKERS"
-    --request-timeout 15
-    --continue-on-failure
-    --report junit
-    --report-junit-path "$RUN_DIR/junit.xml"
-)
-log "schemathesis $(schemathesis --version | awk '{print $NF}'): ${args[*]/Bearer */Bearer <key>} $*"
-started=$SECONDS
-status=0
-# Hypothesis keeps its caches (Unicode tables) in the user cache, not the checkout.
-# scripts/contract_hooks.py drops failures that are the local runtime's own
-# 500s (see there), counting them in runtime-500s.txt.
-HYPOTHESIS_STORAGE_DIRECTORY="$LLMCHAT_CACHE_DIR/hypothesis" \
-    PYTHONPATH="$LLMCHAT_ROOT/scripts${PYTHONPATH:+:$PYTHONPATH}" SCHEMATHESIS_HOOKS=contract_hooks \
-    LLMCHAT_RUNTIME_500_COUNT_FILE="$RUN_DIR/runtime-500s.txt" \
-    schemathesis "${args[@]}" "$@" || status=$?
-elapsed=$((SECONDS - started))
-if [[ -s $RUN_DIR/runtime-500s.txt ]]; then
-    log "ignored $(wc -l <"$RUN_DIR/runtime-500s.txt") failure(s) that were cargo lambda watch's own 500s, by operation:"
-    sort "$RUN_DIR/runtime-500s.txt" | uniq -c >&2
-fi
 
-if ((status == 0)); then
-    log "contract test passed: no failures against openapi-3.2.yaml (seed $SEED, ${MAX_EXAMPLES} examples, ${elapsed}s)"
-else
-    log "contract test failed (schemathesis exit $status, seed $SEED, ${elapsed}s); by operation:"
+# One schemathesis run: SEED EXAMPLES NAME [EXTRA_ARGS...]. Bounded and
+# repeatable: the seed, a number of cases per operation, and no example
+# database carried over from earlier runs. Every failure counts: a 5xx from
+# any layer, the local runtime's included, fails the run.
+run_schemathesis() {
+    local seed=$1 examples=$2 name=$3 status=0 started=$SECONDS
+    shift 3
+    local -a args=(
+        --config-file "$RUN_DIR/schemathesis.toml"
+        run openapi-3.2.yaml
+        --url "$base"
+        --header "Authorization: Bearer $key"
+        --checks "$CHECKS"
+        --max-examples "$examples"
+        --seed "$seed"
+        --generation-database none
+        --workers "$WORKERS"
+        --request-timeout 15
+        --continue-on-failure
+        --report junit
+        --report-junit-path "$RUN_DIR/junit-$name.xml"
+    )
+    log "schemathesis $(schemathesis --version | awk '{print $NF}') ($name): ${args[*]/Bearer */Bearer <key>} $*"
+    # Hypothesis keeps its caches (Unicode tables) in the user cache, not the checkout.
+    HYPOTHESIS_STORAGE_DIRECTORY="$LLMCHAT_CACHE_DIR/hypothesis" schemathesis "${args[@]}" "$@" || status=$?
+    local elapsed=$((SECONDS - started))
+    if ((status == 0)); then
+        log "contract test ($name) passed: no failures against openapi-3.2.yaml (seed $seed, $examples examples, ${elapsed}s)"
+        return 0
+    fi
+    log "contract test ($name) failed (schemathesis exit $status, seed $seed, ${elapsed}s); by operation:"
     # One line per failing operation, from the JUnit report: the details and a
     # curl command reproducing each failure are in schemathesis' FAILURES above.
-    python3 - "$RUN_DIR/junit.xml" >&2 <<'PY' || true
+    python3 - "$RUN_DIR/junit-$name.xml" >&2 <<'PY' || true
 import re, sys, xml.etree.ElementTree as ET
 for case in ET.parse(sys.argv[1]).iter("testcase"):
     for bad in case.findall("failure") + case.findall("error"):
@@ -137,7 +136,16 @@ for case in ET.parse(sys.argv[1]).iter("testcase"):
         statuses = dict.fromkeys(re.findall(r"^\[(\d{3})\]", text, re.M))
         print(f"  {case.get('name')}: {'; '.join(checks)} (got {', '.join(statuses) or 'no response'})")
 PY
-    log "JUnit report: ${RUN_DIR#"$LLMCHAT_ROOT"/}/junit.xml"
+    log "JUnit report: ${RUN_DIR#"$LLMCHAT_ROOT"/}/junit-$name.xml (replay: LLMCHAT_CONTRACT_SEED=$seed LLMCHAT_CONTRACT_MAX_EXAMPLES=$examples)"
+    return "$status"
+}
+
+status=0
+run_schemathesis "$SEED" "$MAX_EXAMPLES" fixed-seed "$@" || status=$?
+# The same operations with requests no earlier run sent.
+if ((RANDOM_EXAMPLES > 0)); then
+    random_seed=$(( (RANDOM << 15) | RANDOM ))
+    run_schemathesis "$random_seed" "$RANDOM_EXAMPLES" random-seed "$@" || { ((status != 0)) || status=1; }
 fi
 
 # The client tests on the same stack, whatever schemathesis found: real

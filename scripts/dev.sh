@@ -3,7 +3,7 @@
 # (`make api-key`, `make revoke-key`).
 #
 #   dev.sh [up]               install what is missing, start DynamoDB Local and
-#                             cargo lambda watch, issue a dev key, stay in the
+#                             the local runtime, issue a dev key, stay in the
 #                             foreground; Ctrl-C stops everything it started
 #   dev.sh api-key OWNER      issue a key on the running stack (key = last stdout line)
 #   dev.sh revoke-key KEY_ID  revoke a key (a whole lck_<id>_<secret> key works too)
@@ -144,8 +144,8 @@ cmd_up() {
     # Follow the watch's log from its start: build progress and errors show up
     # while the stack starts, requests afterwards. -F survives the file being
     # recreated.
-    : >"$LLMCHAT_STATE_DIR/watch.log"
-    tail -n +1 -F "$LLMCHAT_STATE_DIR/watch.log" 9>&- 2>/dev/null &
+    : >"$LLMCHAT_STATE_DIR/runtime.log"
+    tail -n +1 -F "$LLMCHAT_STATE_DIR/runtime.log" 9>&- 2>/dev/null &
     TAIL_PID=$!
 
     log "starting the dev stack (the first build can take several minutes)"
@@ -167,7 +167,7 @@ cmd_up() {
     Backends:  ollama   $OLLAMA_URL (default; model $LLMCHAT_DEFAULT_MODEL)
                llamacpp ${LLAMACPP_URL:-(off: LLMCHAT_LLAMACPP=0)} (model llamacpp/$LLMCHAT_DEFAULT_MODEL)
                $llm_note
-    Logs:      .llmchat/watch.log (followed below), .llmchat/dynamodb-local.log
+    Logs:      .llmchat/runtime.log (followed below), .llmchat/dynamodb-local.log
   More keys: make api-key OWNER=name    Stop: Ctrl-C
 ================================================================================
 
@@ -175,9 +175,9 @@ EOF
 
     # In the foreground while the watch runs; Ctrl-C ends both through cleanup.
     local watch_pid
-    watch_pid="$(<"$LLMCHAT_STATE_DIR/watch.pid")"
-    while pid_runs "$watch_pid" "lambda watch"; do sleep 1; done
-    log "cargo lambda watch exited"
+    watch_pid="$(<"$LLMCHAT_STATE_DIR/runtime.pid")"
+    while pid_runs "$watch_pid" "llmchat-local"; do sleep 1; done
+    log "the local runtime exited"
     exit 1
 }
 

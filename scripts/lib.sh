@@ -67,7 +67,7 @@ valid_port() { [[ $1 =~ ^[0-9]+$ ]] && (($1 > 0 && $1 < 65536)); }
 
 # Background services are started with setsid, so their pid is also their
 # session and process-group id. That alone does not reach everything:
-# cargo lambda watch starts each function instance in a session of its own.
+# a service may start children in sessions of their own.
 # So a service is its session plus all descendants of its leader.
 descendants() { # PID: prints children, grandchildren, ...
     local child
@@ -257,7 +257,7 @@ load_stack_env() {
 # over 5 s is an error, and a keep-alive comment goes out after 50 ms of
 # silence (so between the slow reply's tokens, 100 ms apart); and one allowed
 # browser origin, in DIR/cors-origin. Stop it with stop_scripted_stack DIR.
-# Usage: start_scripted_stack DIR OWNER
+# Usage: start_scripted_stack DIR OWNER [LOCAL_STACK_START_OPTION...]
 start_scripted_stack() {
     local dir=$1 url=''
     log "building scripted-ollama"
@@ -286,7 +286,8 @@ start_scripted_stack() {
         --env LLMCHAT_LLM_FIRST_TOKEN_TIMEOUT_MS=5000 \
         --env LLMCHAT_SSE_KEEPALIVE_MS=50 \
         --env LLMCHAT_QUOTA_REQUESTS_PER_MINUTE=100000 \
-        --env "LLMCHAT_CORS_ORIGINS=$(<"$dir/cors-origin")"
+        --env "LLMCHAT_CORS_ORIGINS=$(<"$dir/cors-origin")" \
+        "${@:3}"
 }
 
 stop_scripted_stack() { # DIR

@@ -2,7 +2,7 @@
 # The local stack, and the one way to start it: `make dev`, the contract test,
 # `make e2e-real` and the end-to-end test (tests/e2e) all start it here.
 # DynamoDB Local (or a given DynamoDB), a table with an API key, and every
-# function under `cargo lambda watch` with the router in Cargo.toml, on the
+# function under the local runtime (llmchat-local) with the router in Cargo.toml, on the
 # same paths as deployed.
 #
 #   local-stack.sh start DIR --owner NAME --llm URL [OPTION...]
@@ -19,17 +19,17 @@
 #   --dynamodb-port N  start DynamoDB Local of the stack's own on port N; without it,
 #                      one is started on a free port when no DynamoDB is given
 #   --table NAME       the table (default: a new one, private to this stack)
-#   --port N           port of cargo lambda watch (default: a free port)
+#   --port N           port of the local runtime (default: a free port)
 #   --bind ADDR        address it listens on (default 127.0.0.1)
 #   --concurrency N    instances per function (default 2)
 #   --env NAME=VALUE   a setting for the functions, over the stack's own (repeatable)
 #   --dev              make dev's stack: a change to the code rebuilds and restarts the
 #                      functions, which are built where cargo builds by default, and
 #                      log in colour. Otherwise changes are ignored and the build goes
-#                      to target/e2e-watch, clear of the build lock of a `cargo test`.
+#                      to target/local-stack, clear of the build lock of a `cargo test`.
 #
-# DIR holds the stack's pid files, logs (watch.log, dynamodb-local.log), the
-# functions' settings (watch.env) and stack.env (what `env` prints); one stack
+# DIR holds the stack's pid files, logs (runtime.log, dynamodb-local.log), the
+# functions' settings (functions.env) and stack.env (what `env` prints); one stack
 # per DIR. Env: LLMCHAT_READY_TIMEOUT (seconds for the started watch to answer,
 # default 1200), LLMCHAT_DEFAULT_MODEL (default: DEFAULT_MODEL in scripts/lib.sh).
 set -euo pipefail
@@ -37,7 +37,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 DDB="$LLMCHAT_ROOT/scripts/dynamodb-local.sh"
-WATCH_PATTERN="lambda watch"
+WATCH_PATTERN="llmchat-local"
 # Fills the path parameters of the router's routes.
 SOME_ID=00000000-0000-0000-0000-000000000000
 
@@ -53,7 +53,7 @@ router_routes() {
     python3 - "$LLMCHAT_ROOT/Cargo.toml" "$SOME_ID" <<'PY'
 import re, sys, tomllib
 with open(sys.argv[1], "rb") as f:
-    router = tomllib.load(f)["workspace"]["metadata"]["lambda"]["watch"]["router"]
+    router = tomllib.load(f)["workspace"]["metadata"]["llmchat"]["router"]
 for path, target in router.items():
     path = re.sub(r"\{[^}]*\}", sys.argv[2], path)
     for t in [{"function": target}] if isinstance(target, str) else target:
@@ -134,7 +134,7 @@ cmd_start() {
     [[ -z $ddb_port ]] || dynamodb=''
     local timeout="${LLMCHAT_READY_TIMEOUT:-1200}"
     [[ $timeout =~ ^[0-9]+$ ]] || die "LLMCHAT_READY_TIMEOUT='$timeout' is not a number"
-    if [[ -f $dir/watch.pid ]] && pid_runs "$(<"$dir/watch.pid")" "$WATCH_PATTERN"; then
+    if [[ -f $dir/runtime.pid ]] && pid_runs "$(<"$dir/runtime.pid")" "$WATCH_PATTERN"; then
         die "a local stack already runs in $dir; stop it with: scripts/local-stack.sh stop $dir"
     fi
     if [[ -n $port ]] && port_in_use "$port"; then die "port $port is in use"; fi
@@ -159,12 +159,9 @@ cmd_start() {
     # By default a table of its own: a shared DynamoDB may hold other stacks' tables.
     export LLMCHAT_TABLE_NAME="${table:-llmchat-$owner-$$-$RANDOM$RANDOM}"
 
-    # Every function, and the admin tool, in one build before the watch starts:
-    # otherwise the watch builds each function on its first request, which
-    # would eat into the first requests' timeouts. `--bin` as the watch's own
-    # `cargo run --bin` does, so features resolve the same (over the whole
-    # workspace) and the watch finds everything fresh.
-    local -a functions bins=(--bin llmchat-admin) quiet=(-q) routes
+    # Every function, the admin tool and the local runtime, in one build
+    # before anything starts: the runtime runs these binaries as they are.
+    local -a functions bins=(--bin llmchat-admin --bin llmchat-local) quiet=(-q) routes
     local f
     mapfile -t functions < <(function_packages)
     ((${#functions[@]} > 0)) || die "no function packages under functions/"
@@ -174,9 +171,9 @@ cmd_start() {
     for f in $(printf '%s\n' "${routes[@]}" | cut -d' ' -f1 | sort -u); do
         [[ " ${functions[*]} " == *" $f "* ]] || die "the router in Cargo.toml names $f, which is no package under functions/"
     done
-    # target/e2e-watch is shared by every stack but make dev's: after
+    # target/local-stack is shared by every stack but make dev's: after
     # `cargo test` ran the end-to-end test, little is left to compile.
-    ((dev)) || export CARGO_TARGET_DIR="$LLMCHAT_ROOT/target/e2e-watch"
+    ((dev)) || export CARGO_TARGET_DIR="$LLMCHAT_ROOT/target/local-stack"
     # Cargo's progress on a terminal; in logs, only what goes wrong.
     [[ ! -t 2 ]] || quiet=()
     log "building llmchat-admin and the functions: ${functions[*]} (the first build takes minutes)"
@@ -202,21 +199,28 @@ cmd_start() {
     )
     # NO_COLOR: the log is a file to read and grep; make dev shows it on a terminal.
     ((dev)) || settings+=(NO_COLOR=1)
-    write_env_file "$dir/watch.env" "${settings[@]}" "${extra[@]}"
+    write_env_file "$dir/functions.env" "${settings[@]}" "${extra[@]}"
 
     [[ -n $port ]] || port="$(free_port)"
-    local base="http://127.0.0.1:$port"
-    # --disable-cors: responses exactly as the functions make them (the
-    # runtime's own CORS layer would replace their LLMCHAT_CORS_ORIGINS headers).
-    local -a watch_args=(-A "$bind" -P "$port" --concurrency "$concurrency" --disable-cors --env-file "$dir/watch.env")
-    ((dev)) || watch_args+=(--ignore-changes)
-    log "starting cargo lambda watch on $base (log: ${dir#"$LLMCHAT_ROOT"/}/watch.log)"
+    local base="http://127.0.0.1:$port" bin_dir
+    bin_dir="$(cargo_target_dir)/debug"
+    # Every function's instances start now, from the binaries just built: no
+    # request waits for an instance to start or for a build.
+    local -a runtime_args=(--bind "$bind" --port "$port" --concurrency "$concurrency"
+        --bin-dir "$bin_dir" --env-file "$dir/functions.env" --manifest "$LLMCHAT_ROOT/Cargo.toml")
+    if ((dev)); then
+        # A change to the code rebuilds, then replaces the instances.
+        local build
+        build="$(printf '%q ' cargo build -q --manifest-path "$LLMCHAT_ROOT/Cargo.toml" "${bins[@]}")"
+        runtime_args+=(--watch "$LLMCHAT_ROOT/shared" --watch "$LLMCHAT_ROOT/functions" --watch "$LLMCHAT_ROOT/Cargo.toml" --build "$build")
+    fi
+    log "starting the local runtime on $base (log: ${dir#"$LLMCHAT_ROOT"/}/runtime.log)"
     # setsid: a session of its own, so a Ctrl-C meant for the caller reaches it
-    # only through stop, which stops the watch, its builds and function
-    # instances together.
-    setsid cargo lambda watch "${watch_args[@]}" </dev/null >"$dir/watch.log" 2>&1 &
+    # only through stop, which stops the runtime and its function instances
+    # together.
+    setsid "$bin_dir/llmchat-local" "${runtime_args[@]}" </dev/null >"$dir/runtime.log" 2>&1 &
     local watch_pid=$!
-    printf '%s\n' "$watch_pid" >"$dir/watch.pid"
+    printf '%s\n' "$watch_pid" >"$dir/runtime.pid"
 
     local started=$SECONDS deadline=$((SECONDS + timeout)) next_note=$((SECONDS + 30)) health='' code=''
     # Ready once the functions answer and DynamoDB is reachable; /health is 503
@@ -228,11 +232,11 @@ cmd_start() {
         code="${health##*$'\n'}"
         [[ $health == *'"dynamodb":{"status":"ok"'* ]] && break
         if pid_gone "$watch_pid"; then
-            print_log_tail "$dir/watch.log"
-            die "cargo lambda watch exited before the stack became ready"
+            print_log_tail "$dir/runtime.log"
+            die "the local runtime exited before the stack became ready"
         fi
         if ((SECONDS >= deadline)); then
-            print_log_tail "$dir/watch.log"
+            print_log_tail "$dir/runtime.log"
             die "$base/health did not report DynamoDB ok within ${timeout}s (last status: $code)"
         fi
         if ((SECONDS >= next_note)); then
@@ -240,24 +244,6 @@ cmd_start() {
             next_note=$((SECONDS + 30))
         fi
         sleep 1
-    done
-
-    # The first request to a function starts its instances: one request per
-    # route here keeps that start-up out of the callers' first requests. Any
-    # answer will do; the body `[]` is not a JSON object, so nothing is created.
-    local route method path
-    for route in "${routes[@]}"; do
-        read -r _ method path <<<"$route"
-        until [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 60 -X "$method" "$base$path" \
-            -H "Authorization: Bearer $key" -H 'content-type: application/json' \
-            --data '[]' 2>/dev/null)" != 000 ]]; do
-            if pid_gone "$watch_pid"; then
-                print_log_tail "$dir/watch.log"
-                die "cargo lambda watch exited before the stack became ready"
-            fi
-            ((SECONDS < deadline)) || die "$method $path did not answer within ${timeout}s"
-            sleep 1
-        done
     done
 
     local llm_status=down
@@ -275,7 +261,7 @@ cmd_start() {
 cmd_env() {
     local dir=$1
     [[ -s $dir/stack.env ]] || die "no local stack runs in $dir"
-    if [[ ! -f $dir/watch.pid ]] || ! pid_runs "$(<"$dir/watch.pid")" "$WATCH_PATTERN"; then
+    if [[ ! -f $dir/runtime.pid ]] || ! pid_runs "$(<"$dir/runtime.pid")" "$WATCH_PATTERN"; then
         die "the local stack in $dir has stopped"
     fi
     cat "$dir/stack.env"
@@ -283,7 +269,7 @@ cmd_env() {
 
 cmd_stop() {
     local dir=$1
-    stop_pidfile "$dir/watch.pid" "$WATCH_PATTERN" "cargo lambda watch"
+    stop_pidfile "$dir/runtime.pid" "$WATCH_PATTERN" "the local runtime"
     "$DDB" stop "$dir/dynamodb-local.pid" || true
     rm -f "$dir/stack.env"
 }

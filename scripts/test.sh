@@ -17,8 +17,7 @@ cd "$LLMCHAT_ROOT"
 
 need_cmd cargo java mvn curl python3 setsid pgrep
 "$LLMCHAT_ROOT/scripts/dynamodb-local.sh" install
-# cargo-lambda: the end-to-end and contract tests run the functions under
-# `cargo lambda watch`; schemathesis: the contract test.
+# schemathesis: the contract test; cargo-lambda: make deploy-check's builds.
 ensure_dev_tools
 
 # A local stack the end-to-end test had no chance to stop (it was killed).

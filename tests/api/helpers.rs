@@ -93,7 +93,7 @@ impl TestApp {
         self.dispatch(method.clone(), testing::request(method, path, key, body)).await
     }
 
-    /// Routes `req` as `cargo lambda watch` does, by the workspace's router table.
+    /// Routes `req` as the local runtime does, by the workspace's router table.
     pub async fn dispatch(&self, method: Method, req: Request) -> TestResponse {
         // REST API events carry the stage (`/v1` in these tests) in the path; the router sees none.
         let full = req.uri().path().to_owned();
@@ -181,5 +181,25 @@ impl TestResponse {
         assert_eq!(self.body["code"], code, "body: {}", self.body);
         assert!(self.body["detail"].as_str().is_some_and(|d| !d.is_empty()));
         assert!(self.body["request_id"].as_str().is_some_and(|d| !d.is_empty()));
+    }
+}
+
+/// Log output, captured: a writer for a `tracing_subscriber` in a test.
+#[derive(Clone, Default)]
+pub struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Captured {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

@@ -1,4 +1,4 @@
-//! One route table: the router `cargo lambda watch` uses locally (Cargo.toml),
+//! One route table: the router the local runtime uses (Cargo.toml),
 //! the API events of template.yaml (deployed) and the OpenAPI document list
 //! the same routes, with the same methods going to the same functions; and
 //! every path of the API answers a CORS preflight, locally and deployed.

@@ -1,9 +1,9 @@
 //! End to end through the real local runtime: the project's local stack
-//! (`scripts/local-stack.sh`: `cargo lambda watch` with the project's router,
+//! (`scripts/local-stack.sh`: the local runtime with the project's router,
 //! on the DynamoDB Local of `make test`) and a scripted LLM, spoken to over
 //! HTTP like any client would.
 //!
-//! The stack builds the functions into `target/e2e-watch`, so it never waits
+//! The stack builds the functions into `target/local-stack`, so it never waits
 //! on the build lock of the `cargo test` that runs this.
 
 use std::os::unix::process::CommandExt;
@@ -36,9 +36,9 @@ fn local_stack(subcommand: &str, dir: &Path) -> Command {
 impl Drop for Stack {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let log = std::fs::read_to_string(self.dir.join("watch.log")).unwrap_or_default();
+            let log = std::fs::read_to_string(self.dir.join("runtime.log")).unwrap_or_default();
             let lines: Vec<&str> = log.lines().collect();
-            eprintln!("---- end of the local stack's watch.log ----\n{}", lines[lines.len().saturating_sub(40)..].join("\n"));
+            eprintln!("---- end of the local stack's runtime.log ----\n{}", lines[lines.len().saturating_sub(40)..].join("\n"));
         }
         if let Ok(out) = local_stack("stop", &self.dir).stdin(Stdio::null()).output() {
             eprint!("{}", String::from_utf8_lossy(&out.stderr));
@@ -77,7 +77,7 @@ async fn start_stack(dynamodb: &str, llm: &str, env: &[String]) -> Stack {
             let _ = Command::new("kill").args(["-TERM", "--", &format!("-{}", start.id())]).status();
             let _ = start.wait();
         }
-        assert!(started.elapsed() < READY_TIMEOUT, "cargo lambda watch did not become ready");
+        assert!(started.elapsed() < READY_TIMEOUT, "the local runtime did not become ready");
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     let log = std::fs::read_to_string(&start_log).unwrap_or_default();

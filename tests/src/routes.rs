@@ -1,5 +1,5 @@
-//! The route table as `cargo lambda watch` reads it: the workspace's
-//! `[workspace.metadata.lambda.watch.router]` in Cargo.toml. The integration
+//! The route table as the local runtime (llmchat-local) reads it: the
+//! workspace's `[workspace.metadata.llmchat.router]` in Cargo.toml. The integration
 //! tests route their requests with it, and `tests/api/routes.rs` holds
 //! template.yaml's API events and the OpenAPI document to it.
 
@@ -16,7 +16,7 @@ pub struct Route {
 pub fn router() -> Vec<Route> {
     let text = include_str!("../../Cargo.toml");
     let manifest: toml::Table = text.parse().expect("the workspace Cargo.toml is TOML");
-    let table = manifest["workspace"]["metadata"]["lambda"]["watch"]["router"].as_table().expect("a router table");
+    let table = manifest["workspace"]["metadata"]["llmchat"]["router"].as_table().expect("a router table");
     let mut routes = Vec::new();
     for (path, target) in table {
         match target {

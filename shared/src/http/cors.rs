@@ -1,7 +1,7 @@
 //! Cross-origin requests from browsers: the preflight (`OPTIONS`) answer and
 //! the headers every response carries for an allowed origin
 //! (`LLMCHAT_CORS_ORIGINS`). The functions answer preflights themselves, both
-//! under `cargo lambda watch` (which runs with its own CORS layer off) and
+//! under the local runtime (which adds no CORS headers of its own) and
 //! behind API Gateway (every API path has an `OPTIONS` event in template.yaml),
 //! so the allowed origins are one setting, read in one place.
 
