@@ -9,17 +9,20 @@
 
 SCRIPTS := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))/scripts
 
-.PHONY: help dev test contract-test client-tests browser-tests api-key revoke-key quota openapi deploy-check figures figures-durable e2e-real
+.PHONY: help dev test soak contract-test client-tests browser-tests api-key revoke-key quota openapi deploy-check figures figures-durable e2e-real
 
 help: ## Show this help
 	@echo 'Usage: make <target> [VAR=value ...]'
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z0-9-]+:.*## / { printf "  %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
-dev: ## Run the local stack (DynamoDB Local + cargo lambda watch) in the foreground
+dev: ## Run the local stack (DynamoDB Local + the local runtime) in the foreground
 	@exec "$(SCRIPTS)/dev.sh" up
 
 test: ## Run all tests against a private DynamoDB Local (extra cargo args: TEST_ARGS='...')
 	@exec "$(SCRIPTS)/test.sh"
+
+soak: ## Fault-injection soak on the local stack, then an audit (SOAK_SENDS=1000; 10000 for the long run)
+	@exec "$(SCRIPTS)/soak.sh"
 
 contract-test: ## Only the contract test: schemathesis, openapi.yaml vs the local stack
 	@exec "$(SCRIPTS)/contract-test.sh"

@@ -7,7 +7,8 @@
 #   dynamodb-local.sh start PORT PIDFILE LOGFILE   start in memory, wait until ready
 #   dynamodb-local.sh stop PIDFILE                 stop it (no-op if not running)
 #
-# Env: DYNAMODB_START_TIMEOUT (seconds, default 60).
+# Env: DYNAMODB_START_TIMEOUT (seconds, default 60); DYNAMODB_DATA_DIR (keep the
+# data in this directory instead of in memory, so a restart finds it: the soak).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -83,8 +84,13 @@ cmd_start() {
     mkdir -p "$(dirname "$pidfile")" "$(dirname "$logfile")"
     # setsid: own process group, so stop can signal the JVM and anything it
     # spawns, and a Ctrl-C meant for the caller does not kill it mid-cleanup.
+    local -a storage=(-inMemory)
+    if [[ -n ${DYNAMODB_DATA_DIR:-} ]]; then
+        mkdir -p "$DYNAMODB_DATA_DIR"
+        storage=(-dbPath "$DYNAMODB_DATA_DIR")
+    fi
     setsid java -Djava.library.path="$dir" -cp "$dir/*" "$MAIN_CLASS" \
-        -inMemory -sharedDb -port "$port" -disableTelemetry \
+        "${storage[@]}" -sharedDb -port "$port" -disableTelemetry \
         </dev/null >"$logfile" 2>&1 &
     pid=$!
     printf '%s\n' "$pid" >"$pidfile"

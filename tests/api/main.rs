@@ -27,6 +27,7 @@ mod cors;
 mod dashboard;
 mod durable;
 mod health;
+mod logs;
 mod helpers;
 mod openai;
 mod quotas;

@@ -2,13 +2,12 @@
 //! streamed and stored apart, structured output asked for and recorded, a
 //! busy backend, the deployment's allow-list, and backend keys kept secret.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lambda_http::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{id, spawn_app_on, spawn_app_with};
+use crate::helpers::{Captured, id, spawn_app_on, spawn_app_with};
 use crate::stream::{parse_sse, stream};
 use llmchat_tests::scripted_llm::{Dialect, Script, ScriptedLlm, Step};
 
@@ -161,19 +160,6 @@ async fn the_allow_list_refuses_with_422_naming_the_limit_and_changes_nothing() 
     assert_eq!(t.send(Method::POST, &format!("/sessions/{session}/messages"), Some(&ok.to_string())).await.status, StatusCode::CREATED);
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 async fn a_backend_key_reaches_the_backend_and_nothing_else(d: Dialect) {
     const KEY: &str = "sk-llmchat-test-5f1e9c0b7a";
     let captured = Captured::default();
@@ -203,7 +189,7 @@ async fn a_backend_key_reaches_the_backend_and_nothing_else(d: Dialect) {
         bodies.push(t.send(Method::GET, path, None).await.text);
     }
     assert!(llm.authorizations().iter().all(|a| a == &format!("Bearer {KEY}")), "{:?}", llm.authorizations());
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(logs.contains("Secret(***)"), "the configuration was logged: {}", &logs[..logs.len().min(2000)]);
     assert!(logs.lines().count() > 20, "the run logged at trace level");
     assert!(!logs.contains(KEY), "the key is in the logs");

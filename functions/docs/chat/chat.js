@@ -215,8 +215,21 @@ $("toggle-sessions").addEventListener("click", () => showSessions(!$("app").clas
 
 // ---- One session -----------------------------------------------------------
 
+/** Opens session `id`. Nothing can be sent until it is shown: a send started
+ *  while its history loads would see that load reset the view under it. */
 async function openSession(id) {
   stopFollowing();
+  $("input").disabled = true;
+  $("send").disabled = true;
+  try {
+    await showSession(id);
+  } finally {
+    $("input").disabled = false;
+    $("send").disabled = false;
+  }
+}
+
+async function showSession(id) {
   const session = await call("GET", `sessions/${id}`);
   current = session;
   history.replaceState(null, "", `#${id}`);

@@ -27,6 +27,25 @@ where
     serve_as(config, req, problem, route).await
 }
 
+/// The API's own words in paths: the fixed segments of its routes.
+const PATH_WORDS: &[&str] = &[
+    "sessions", "messages", "stream", "cancel", "usage", "v1", "chat", "completions", "models", "responses", "health",
+    "openapi.json", "openapi-3.2.json", "docs",
+];
+
+/// `path` as logged: the API's own words and ids (UUIDs) as they are, any
+/// other segment (a client's text: a model name, a file, anything mistyped)
+/// as `*`, so that no client string reaches the logs through a path.
+pub fn loggable_path(path: &str) -> String {
+    path.split('/')
+        .map(|segment| {
+            let ours = segment.is_empty() || PATH_WORDS.contains(&segment) || uuid::Uuid::try_parse(segment).is_ok();
+            if ours { segment } else { "*" }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// [`serve`], with errors rendered by `render` (the OpenAI-compatible routes
 /// answer in OpenAI's error shape instead of problem+json).
 pub async fn serve_as<B, F, Fut>(
@@ -46,7 +65,7 @@ where
         "request",
         request_id = %request_id,
         method = %req.method(),
-        path = %req.uri().path(),
+        path = %loggable_path(req.uri().path()),
         session_id = tracing::field::Empty,
         owner = tracing::field::Empty,
     );
@@ -93,6 +112,16 @@ fn log_error(err: &ApiError) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn paths_are_logged_without_client_text() {
+        use super::loggable_path;
+        let id = "4151696a-18a6-4408-9e88-66472e2e9a24";
+        assert_eq!(loggable_path(&format!("/sessions/{id}/messages/stream")), format!("/sessions/{id}/messages/stream"));
+        assert_eq!(loggable_path("/sessions/my secret"), "/sessions/*");
+        assert_eq!(loggable_path("/v1/models/ollama/private-model"), "/v1/models/*/*");
+        assert_eq!(loggable_path("/"), "/");
+    }
+
     use std::io::Write;
     use std::sync::{Arc, Mutex};
 

@@ -5,6 +5,12 @@
 //! that rejoin or stop a reply, or the message itself, `[echo]` taken out,
 //! when it contains `[echo]` (the chat page's tests: Markdown and markup in
 //! a reply); any other model is a 404, as Ollama answers.
+//!
+//! `[soak N FAULT]` (the soak, scripts/soak.py) asks for N tokens `w0 `,
+//! `w1 `, … with a fault after half of them: `none`, `cut` (the connection
+//! dropped), `error` (an error line), `hang` (silence for `SOAK_HANG`, past
+//! the soak stack's idle timeout), `slow` (20 ms between tokens throughout).
+//! The soak's auditor knows from the marker what the model sent.
 //! Prints its base URL on the first line of stdout.
 //!
 //! `scripted-ollama [PORT]` (default: a free port)
@@ -18,6 +24,39 @@ use serde_json::Value;
 const SLOW: &str = "[slow]";
 /// The marker that asks for the message back as the reply.
 const ECHO: &str = "[echo]";
+/// The soak's marker: `[soak N FAULT]`.
+const SOAK: &str = "[soak ";
+/// Silence of a `hang` fault: longer than the soak stack's idle timeout.
+const SOAK_HANG: Duration = Duration::from_secs(4);
+
+/// The reply the soak's marker in `message` asks for, if it has one.
+fn soak(message: &str) -> Option<Script> {
+    let spec = &message[message.find(SOAK)? + SOAK.len()..];
+    let spec = &spec[..spec.find(']')?];
+    let (count, fault) = spec.split_once(' ')?;
+    let count: usize = count.parse().ok()?;
+    let pause = if fault == "slow" { Duration::from_millis(20) } else { Duration::ZERO };
+    let mut steps = Vec::new();
+    for i in 0..count {
+        if i == count / 2 {
+            match fault {
+                "cut" => return Some(Script { status: 200, steps: [steps, vec![Step::Cut]].concat() }),
+                "error" => steps.push(Step::ErrorLine("the soak's injected error".into())),
+                "hang" => steps.push(Step::Sleep(SOAK_HANG)),
+                _ => {}
+            }
+            if fault == "error" {
+                return Some(Script { status: 200, steps });
+            }
+        }
+        if !pause.is_zero() {
+            steps.push(Step::Sleep(pause));
+        }
+        steps.push(Step::Token(format!("w{i} ")));
+    }
+    steps.push(Step::Done);
+    Some(Script { status: 200, steps })
+}
 
 fn script(request: &Value) -> Script {
     if request["model"] != MODEL {
@@ -25,6 +64,9 @@ fn script(request: &Value) -> Script {
         return Script { status: 404, steps: vec![Step::Bytes(body.into_bytes())] };
     }
     let last = request["messages"].as_array().and_then(|m| m.last()).and_then(|m| m["content"].as_str()).unwrap_or_default();
+    if let Some(script) = soak(last) {
+        return script;
+    }
     if last.contains(SLOW) {
         let tokens: Vec<String> = (0..50).map(|i| format!("word{i} ")).collect();
         let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
