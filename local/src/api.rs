@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 
 use crate::Runtime;
 use crate::invocations::{ChannelBody, Invocation, Outcome};
-use crate::routes::{self, Target};
+use llmchat_local::routes::{self, Target};
 
 /// The largest request body taken, as API Gateway's payload limit (10 MB).
 pub const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;

@@ -14,7 +14,6 @@
 mod api;
 mod instances;
 mod invocations;
-mod routes;
 mod runtime_api;
 
 use std::collections::HashMap;
@@ -30,6 +29,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use instances::{Instances, Launch};
+use llmchat_local::routes;
 use invocations::{InFlight, Queue};
 
 /// Longest a request waits for its function: Lambda's own limit.

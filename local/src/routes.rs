@@ -5,11 +5,11 @@
 
 use std::collections::HashMap;
 
-/// One entry: requests for `pattern` (with `method`, or any method when
+/// One entry: requests for the pattern `path` (with `method`, or any method when
 /// `None`) go to `function`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
-    pub pattern: String,
+    pub path: String,
     pub method: Option<String>,
     pub function: String,
 }
@@ -39,7 +39,7 @@ pub fn parse(manifest: &str) -> Result<Vec<Route>, String> {
     for (pattern, target) in table {
         match target {
             toml::Value::String(function) => {
-                routes.push(Route { pattern: pattern.clone(), method: None, function: function.clone() })
+                routes.push(Route { path: pattern.clone(), method: None, function: function.clone() })
             }
             toml::Value::Array(entries) => {
                 for entry in entries {
@@ -47,7 +47,7 @@ pub fn parse(manifest: &str) -> Result<Vec<Route>, String> {
                     let (Some(method), Some(function)) = (field("method"), field("function")) else {
                         return Err(format!("router entry {pattern}: every item needs a method and a function"));
                     };
-                    routes.push(Route { pattern: pattern.clone(), method: Some(method.to_uppercase()), function });
+                    routes.push(Route { path: pattern.clone(), method: Some(method.to_uppercase()), function });
                 }
             }
             _ => return Err(format!("router entry {pattern} is neither a function nor a list")),
@@ -102,14 +102,14 @@ fn matches(pattern: &str, path: &str) -> Option<(Vec<Fit>, HashMap<String, Strin
 pub fn route(routes: &[Route], method: &str, path: &str) -> Target {
     let mut best: Option<(Vec<Fit>, &str, HashMap<String, String>)> = None;
     for r in routes {
-        if let Some((fits, params)) = matches(&r.pattern, path)
+        if let Some((fits, params)) = matches(&r.path, path)
             && best.as_ref().is_none_or(|(b, _, _)| fits > *b)
         {
-            best = Some((fits, &r.pattern, params));
+            best = Some((fits, &r.path, params));
         }
     }
     let Some((_, pattern, params)) = best else { return Target::NotFound };
-    let candidates: Vec<&Route> = routes.iter().filter(|r| r.pattern == pattern).collect();
+    let candidates: Vec<&Route> = routes.iter().filter(|r| r.path == pattern).collect();
     let chosen = candidates
         .iter()
         .find(|r| r.method.as_deref() == Some(method))

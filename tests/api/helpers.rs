@@ -101,9 +101,9 @@ impl TestApp {
         let app = &*self.app;
         let function = routes::function_for(&ROUTES, method.as_str(), &full)
             .or_else(|| routes::function_for(&ROUTES, method.as_str(), &staged))
-            .or_else(|| routes::owner_of_prefix(&ROUTES, &staged))
+            .or_else(|| routes::owner_of_prefix(&ROUTES, &staged).map(str::to_owned))
             .unwrap_or_else(|| panic!("no function serves {method} {full}"));
-        let response = match function {
+        let response = match function.as_str() {
             "create-session" => create_session::handle(app, req).await,
             "sessions" => sessions::handle(app, req).await,
             "send-message" => send_message::handle(app, req).await,

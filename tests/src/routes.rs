@@ -3,39 +3,12 @@
 //! tests route their requests with it, and `tests/api/routes.rs` holds
 //! template.yaml's API events and the OpenAPI document to it.
 
-/// One entry of the router: requests for `path` (with `method`, or any method
-/// when `None`) go to the function `function`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route {
-    pub path: String,
-    pub method: Option<String>,
-    pub function: String,
-}
+pub use llmchat_local::routes::Route;
+use llmchat_local::routes::{self as local, Target};
 
 /// The workspace's router table.
 pub fn router() -> Vec<Route> {
-    let text = include_str!("../../Cargo.toml");
-    let manifest: toml::Table = text.parse().expect("the workspace Cargo.toml is TOML");
-    let table = manifest["workspace"]["metadata"]["llmchat"]["router"].as_table().expect("a router table");
-    let mut routes = Vec::new();
-    for (path, target) in table {
-        match target {
-            toml::Value::String(function) => {
-                routes.push(Route { path: path.clone(), method: None, function: function.clone() });
-            }
-            toml::Value::Array(entries) => {
-                for entry in entries {
-                    routes.push(Route {
-                        path: path.clone(),
-                        method: Some(entry["method"].as_str().expect("a method").to_uppercase()),
-                        function: entry["function"].as_str().expect("a function").to_owned(),
-                    });
-                }
-            }
-            other => panic!("router entry {path} is neither a function nor a list: {other}"),
-        }
-    }
-    routes
+    local::parse(include_str!("../../Cargo.toml")).expect("the workspace's router table")
 }
 
 /// A path pattern with every parameter written `{}` and every catch-all
@@ -54,28 +27,13 @@ pub fn canonical(pattern: &str) -> String {
     format!("/{}", segments.join("/"))
 }
 
-fn matches(pattern: &str, path: &str) -> bool {
-    let pattern: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
-    let path: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    for (i, want) in pattern.iter().enumerate() {
-        if want.starts_with("{*") {
-            return path.len() > i;
-        }
-        match path.get(i) {
-            Some(got) if want.starts_with('{') || got == want => {}
-            _ => return false,
-        }
+/// The function the router sends `method path` to, if any: the local
+/// runtime's own routing.
+pub fn function_for(routes: &[Route], method: &str, path: &str) -> Option<String> {
+    match local::route(routes, &method.to_uppercase(), path) {
+        Target::Function { function, .. } => Some(function),
+        Target::MethodNotAllowed(_) | Target::NotFound => None,
     }
-    pattern.len() == path.len()
-}
-
-/// The function the router sends `method path` to, if any.
-pub fn function_for<'a>(routes: &'a [Route], method: &str, path: &str) -> Option<&'a str> {
-    routes
-        .iter()
-        .filter(|r| matches(&r.path, path))
-        .find(|r| r.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method)))
-        .map(|r| r.function.as_str())
 }
 
 /// For a request the router does not route (a method or a deeper path no
@@ -99,14 +57,14 @@ mod tests {
     #[test]
     fn patterns_match_like_the_router() {
         let routes = router();
-        assert_eq!(function_for(&routes, "POST", "/sessions"), Some("create-session"));
-        assert_eq!(function_for(&routes, "GET", "/sessions"), Some("sessions"));
-        assert_eq!(function_for(&routes, "PATCH", "/sessions/abc"), Some("sessions"));
-        assert_eq!(function_for(&routes, "POST", "/sessions/abc/messages"), Some("send-message"));
-        assert_eq!(function_for(&routes, "POST", "/sessions/abc/messages/stream"), Some("stream-reply"));
-        assert_eq!(function_for(&routes, "GET", "/docs/index.html"), Some("docs"));
-        assert_eq!(function_for(&routes, "GET", "/nowhere"), None);
-        assert_eq!(function_for(&routes, "DELETE", "/sessions"), None);
+        assert_eq!(function_for(&routes, "POST", "/sessions").as_deref().as_deref(), Some("create-session"));
+        assert_eq!(function_for(&routes, "GET", "/sessions").as_deref(), Some("sessions"));
+        assert_eq!(function_for(&routes, "PATCH", "/sessions/abc").as_deref(), Some("sessions"));
+        assert_eq!(function_for(&routes, "POST", "/sessions/abc/messages").as_deref(), Some("send-message"));
+        assert_eq!(function_for(&routes, "POST", "/sessions/abc/messages/stream").as_deref(), Some("stream-reply"));
+        assert_eq!(function_for(&routes, "GET", "/docs/index.html").as_deref(), Some("docs"));
+        assert_eq!(function_for(&routes, "GET", "/nowhere").as_deref(), None);
+        assert_eq!(function_for(&routes, "DELETE", "/sessions").as_deref(), None);
         assert_eq!(owner_of_prefix(&routes, "/sessions"), Some("sessions"));
         assert_eq!(owner_of_prefix(&routes, "/nowhere"), None);
         assert_eq!(canonical("/docs/{file+}"), canonical("/docs/{*file}"));
