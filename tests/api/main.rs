@@ -27,6 +27,7 @@ mod dashboard;
 mod durable;
 mod health;
 mod helpers;
+mod local_dynamodb;
 mod openai;
 mod quotas;
 mod reasoning;
