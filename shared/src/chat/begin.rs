@@ -38,16 +38,15 @@ async fn begin_metered<S: MessageRepository + QuotaRepository>(
 ) -> Result<Begun, ChatError> {
     let fingerprint = fingerprint(&input);
     let key = stored_key(&input).map(str::to_owned);
-    match start(store, config, owner, session_id, input, &fingerprint, meter).await {
+    match (start(store, config, owner, session_id, input, &fingerprint, meter).await, key) {
         // A retry of a send that was stored answers what was stored, even if the
         // same request would be refused now (the deployment's limits or quotas
         // changed since): the contract's "same id, same content" is a replay.
         // Only refusals look, so a new send costs no extra read.
-        Err(refusal) if is_refusal(&refusal) && key.is_some() => {
-            let key = key.as_deref().unwrap_or_default();
-            Ok(replay_if_stored(store, owner, session_id, key, &fingerprint).await?.ok_or(refusal)?)
+        (Err(refusal), Some(key)) if is_refusal(&refusal) => {
+            Ok(replay_if_stored(store, owner, session_id, &key, &fingerprint).await?.ok_or(refusal)?)
         }
-        other => other,
+        (result, _) => result,
     }
 }
 
@@ -86,6 +85,7 @@ async fn replay_if_stored<S: MessageRepository>(
     }
 }
 
+/// The send as this deployment judges it now: checked, fitted and stored.
 async fn start<S: MessageRepository + QuotaRepository>(
     store: &S,
     config: &Config,
