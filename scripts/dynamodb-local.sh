@@ -7,6 +7,11 @@
 #   dynamodb-local.sh start PORT PIDFILE LOGFILE   start in memory, wait until ready
 #   dynamodb-local.sh stop PIDFILE                 stop it (no-op if not running)
 #
+# It listens on 127.0.0.1 only: DynamoDB Local's own entry point binds every
+# interface and has no option to choose one, so it is started through
+# scripts/dynamodb-local/LoopbackServer.java (compiled once into the cache),
+# which gives its server the loopback address before it starts.
+#
 # Env: DYNAMODB_START_TIMEOUT (seconds, default 60); DYNAMODB_DATA_DIR (keep the
 # data in this directory instead of in memory, so a restart finds it: the soak).
 set -euo pipefail
@@ -14,7 +19,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 POM="$LLMCHAT_ROOT/scripts/dynamodb-local/pom.xml"
-MAIN_CLASS=software.amazon.dynamodb.services.local.main.ServerRunner
+LAUNCHER="$LLMCHAT_ROOT/scripts/dynamodb-local/LoopbackServer.java"
+MAIN_CLASS=LoopbackServer
 
 usage() {
     echo "usage:" >&2
@@ -33,7 +39,7 @@ cmd_install() {
     dir="$(install_dir)"
     [[ -f $dir/.complete ]] && return 0
 
-    need_cmd java mvn
+    need_cmd java javac mvn
     mkdir -p "$(dirname "$dir")"
     # `make dev` and `make test` may install at the same time on a fresh machine.
     exec {lockfd}>"$dir.lock"
@@ -67,12 +73,34 @@ cmd_install() {
     exec {lockfd}>&-
 }
 
+# Compiles the loopback launcher against the installed jars, once per version
+# of its source; prints the directory of its class.
+launcher_classes() {
+    local dir=$1 classes lockfd tmp
+    classes="$dir/launcher-$(sha256sum "$LAUNCHER" | cut -c1-16)"
+    if [[ ! -f $classes/$MAIN_CLASS.class ]]; then
+        need_cmd javac
+        exec {lockfd}>"$classes.lock"
+        flock "$lockfd"
+        if [[ ! -f $classes/$MAIN_CLASS.class ]]; then
+            tmp="$(mktemp -d "$classes.tmp.XXXXXX")"
+            javac -nowarn -cp "$dir/*" -d "$tmp" "$LAUNCHER" >&2 ||
+                { rm -rf "$tmp"; die "could not compile $LAUNCHER"; }
+            rm -rf "$classes"
+            mv "$tmp" "$classes"
+        fi
+        exec {lockfd}>&-
+    fi
+    printf '%s\n' "$classes"
+}
+
 cmd_start() {
     (($# == 3)) || usage
-    local port=$1 pidfile=$2 logfile=$3 dir pid code deadline
+    local port=$1 pidfile=$2 logfile=$3 dir classes pid code deadline
     valid_port "$port" || die "invalid port '$port'"
     cmd_install
     dir="$(install_dir)"
+    classes="$(launcher_classes "$dir")"
 
     if [[ -f $pidfile ]] && pid_runs "$(<"$pidfile")" "$MAIN_CLASS"; then
         die "DynamoDB Local is already running (pid $(<"$pidfile"), pid file $pidfile); stop it with: $0 stop $pidfile"
@@ -89,7 +117,7 @@ cmd_start() {
         mkdir -p "$DYNAMODB_DATA_DIR"
         storage=(-dbPath "$DYNAMODB_DATA_DIR")
     fi
-    setsid java -Djava.library.path="$dir" -cp "$dir/*" "$MAIN_CLASS" \
+    setsid java -Djava.library.path="$dir" -cp "$classes:$dir/*" "$MAIN_CLASS" \
         "${storage[@]}" -sharedDb -port "$port" -disableTelemetry \
         </dev/null >"$logfile" 2>&1 &
     pid=$!

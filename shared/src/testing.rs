@@ -197,3 +197,49 @@ impl Drop for ScriptedStream {
         }
     }
 }
+
+/// The DynamoDB requests a store sent: each operation's name (`Query`,
+/// `GetItem`, ...) and its JSON body, as they went over the wire.
+#[derive(Debug, Clone, Default)]
+pub struct SentRequests(Arc<Mutex<Vec<(String, Value)>>>);
+
+impl SentRequests {
+    /// Every request of `operation` sent so far, in order.
+    pub fn of(&self, operation: &str) -> Vec<Value> {
+        self.0.lock().unwrap().iter().filter(|(op, _)| op == operation).map(|(_, body)| body.clone()).collect()
+    }
+
+    pub fn clear(&self) {
+        self.0.lock().unwrap().clear();
+    }
+}
+
+impl aws_sdk_dynamodb::config::Intercept for SentRequests {
+    fn name(&self) -> &'static str {
+        "SentRequests"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _config: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        let request = context.request();
+        // `X-Amz-Target: DynamoDB_20120810.Query` names the operation.
+        let target = request.headers().get("x-amz-target").unwrap_or_default();
+        let operation = target.rsplit('.').next().unwrap_or_default().to_owned();
+        let body = request.body().bytes().and_then(|b| serde_json::from_slice(b).ok()).unwrap_or(Value::Null);
+        self.0.lock().unwrap().push((operation, body));
+        Ok(())
+    }
+}
+
+/// A store on the same table as `store` whose every request is recorded: what
+/// DynamoDB Local cannot show (it is always consistent, say) can be checked in
+/// what was asked of it.
+pub fn recording(store: &DynamoStore) -> (DynamoStore, SentRequests) {
+    let sent = SentRequests::default();
+    let config = store.client().config().to_builder().interceptor(sent.clone()).build();
+    (DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), store.table()), sent)
+}

@@ -21,6 +21,9 @@ pub struct TestApp {
     /// A key for `owner`.
     pub key: String,
     pub owner: OwnerId,
+    /// What the sessions function left running after its answers (a deleted
+    /// session's purge); `idle()` waits for it, as the Lambda invocation does.
+    pub background: Generations,
 }
 
 pub struct TestResponse {
@@ -40,7 +43,7 @@ pub async fn spawn_app() -> TestApp {
 /// Like [`spawn_app`], with extra configuration variables.
 pub async fn spawn_app_with(vars: &[(&str, &str)]) -> TestApp {
     let app = Arc::new(testing::app_on_fresh_table(vars).await);
-    let mut test = TestApp { app, key: String::new(), owner: OwnerId::parse("placeholder").unwrap() };
+    let mut test = TestApp { app, key: String::new(), owner: OwnerId::parse("placeholder").unwrap(), background: Generations::default() };
     let (owner, key) = test.new_owner().await;
     test.owner = owner;
     test.key = key;
@@ -105,7 +108,7 @@ impl TestApp {
             .unwrap_or_else(|| panic!("no function serves {method} {full}"));
         let response = match function.as_str() {
             "create-session" => create_session::handle(app, req).await,
-            "sessions" => sessions::handle(app, req).await,
+            "sessions" => sessions::handle(self.app.clone(), self.background.clone(), req).await,
             "send-message" => send_message::handle(app, req).await,
             "stream-reply" => Ok(whole(stream_reply::handle(self.app.clone(), Generations::default(), req).await).await),
             "openai" => Ok(whole(openai::handle(self.app.clone(), Generations::default(), req).await).await),

@@ -29,6 +29,7 @@ mod durable;
 mod health;
 mod logs;
 mod helpers;
+mod local_dynamodb;
 mod openai;
 mod quotas;
 mod reasoning;

@@ -65,3 +65,15 @@ async fn template_matches_schema() {
     assert_eq!(table["TimeToLiveSpecification"]["Enabled"].as_bool(), Some(true));
     assert_eq!(table["BillingMode"].as_str(), Some("PAY_PER_REQUEST"));
 }
+
+/// The purge that follows a DELETE's answer stops (between batches) before
+/// Lambda would cut the sessions function's invocation.
+#[test]
+fn the_purge_budget_fits_the_sessions_functions_timeout() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
+    let doc: Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let timeout = doc["Resources"]["SessionsFunction"]["Properties"]["Timeout"].as_u64().expect("SessionsFunction sets its Timeout");
+    // A batch of deletes and its Query take well under five seconds.
+    let margin = std::time::Duration::from_secs(5);
+    assert!(llmchat::sessions::PURGE_BUDGET + margin <= std::time::Duration::from_secs(timeout));
+}

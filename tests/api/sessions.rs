@@ -115,14 +115,20 @@ async fn delete_removes_the_session_and_everything_under_it() {
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert!(r.body.is_null());
 
+    // Gone at once, for every route, while its items are purged after the answer.
     t.send(Method::GET, &format!("/sessions/{id}"), None).await.assert_problem(404, "not_found");
+    t.send(Method::GET, &format!("/sessions/{id}/messages"), None).await.assert_problem(404, "not_found");
+    t.send(Method::POST, &format!("/sessions/{id}/messages"), Some(r#"{"content": "hi"}"#)).await.assert_problem(404, "not_found");
+    t.send(Method::PATCH, &format!("/sessions/{id}"), Some(r#"{"title": "back"}"#)).await.assert_problem(404, "not_found");
     t.send(Method::DELETE, &format!("/sessions/{id}"), None).await.assert_problem(404, "not_found");
     assert_eq!(t.all_session_ids(&t.key, 10).await, vec![keep.clone()]);
+    t.background.idle().await;
     let left = client
         .query()
         .table_name(t.app.store.table())
         .key_condition_expression("PK = :pk")
         .expression_attribute_values(":pk", AttributeValue::S(format!("SESSION#{id}")))
+        .consistent_read(true)
         .send()
         .await
         .unwrap();

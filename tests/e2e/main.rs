@@ -24,6 +24,7 @@ struct Stack {
     dir: PathBuf,
     base: String,
     key: String,
+    table: String,
 }
 
 /// `scripts/local-stack.sh SUBCOMMAND DIR`
@@ -53,7 +54,7 @@ async fn start_stack(dynamodb: &str, llm: &str, env: &[String]) -> Stack {
     // Under `make test`, in its run's directory, whose cleanup stops the stack
     // even when this process is killed before it could.
     let parent = std::env::var_os("LLMCHAT_TEST_STATE_DIR").map_or_else(|| Path::new(ROOT).join(".llmchat"), PathBuf::from);
-    let mut stack = Stack { dir: parent.join(format!("e2e.{}", uuid::Uuid::new_v4())), base: String::new(), key: String::new() };
+    let mut stack = Stack { dir: parent.join(format!("e2e.{}", uuid::Uuid::new_v4())), base: String::new(), key: String::new(), table: String::new() };
     std::fs::create_dir_all(&stack.dir).unwrap();
     let start_log = stack.dir.join("start.log");
     // A process group of its own: a start that overruns is stopped as a whole,
@@ -89,6 +90,7 @@ async fn start_stack(dynamodb: &str, llm: &str, env: &[String]) -> Stack {
         match line.split_once('=') {
             Some(("STACK_BASE", base)) => stack.base = base.to_owned(),
             Some(("STACK_KEY", key)) => stack.key = key.to_owned(),
+            Some(("STACK_TABLE", table)) => stack.table = table.to_owned(),
             _ => {}
         }
     }
@@ -271,5 +273,34 @@ async fn the_local_runtime_streams_incrementally_and_concurrently() {
     assert_eq!(names, ["message.created", "reply.thinking.delta", "reply.delta", "reply.delta", "reply.completed"]);
     assert_eq!(text_of(&events), "uno dos");
     assert_eq!(second.requests()[0]["model"], MODEL);
+
+    // A DELETE answers at once and the session is gone for every route; its
+    // items are purged after the answer, by the same invocation.
+    let deleted = &sessions[0];
+    let r = client.delete(format!("{}/sessions/{deleted}", watch.base)).header("authorization", &auth_header).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let r = client.get(format!("{}/sessions/{deleted}/messages", watch.base)).header("authorization", &auth_header).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = client.post(stream_url(deleted)).header("authorization", &auth_header).json(&json!({"content": "late"})).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let dynamodb = llmchat::store::dynamo::DynamoStore::client_for(Some(&dynamodb)).await;
+    let purged_by = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = dynamodb
+            .query()
+            .table_name(&watch.table)
+            .key_condition_expression("PK = :pk")
+            .expression_attribute_values(":pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("SESSION#{deleted}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .count;
+        if left == 0 {
+            break;
+        }
+        assert!(Instant::now() < purged_by, "{left} items of the deleted session are left");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     drop(watch);
 }

@@ -1,15 +1,25 @@
 //! The session resource: `GET /sessions`; `GET`, `PATCH`, `DELETE` on
 //! `/sessions/{id}`; the history, `GET /sessions/{id}/messages`; and the
-//! caller's usage and quotas, `GET /usage`.
+//! caller's usage and quotas, `GET /usage`. A DELETE answers once the session
+//! is gone for every reader; its items are purged after the answer, in the same
+//! invocation (see [`sessions::purge`]).
+
+use std::sync::Arc;
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use llmchat::domain::{Page, Timestamp};
+use llmchat::http::invocation::Generations;
 use llmchat::http::views::{MessageView, SessionView};
 use llmchat::store::Store;
 use llmchat::{ApiError, App, http as api, sessions, usage};
 
-pub async fn handle<S: Store, M>(app: &App<S, M>, req: Request) -> Result<Response<Body>, lambda_http::Error> {
+pub async fn handle<S: Store + 'static, M: Send + Sync + 'static>(
+    app: Arc<App<S, M>>,
+    generations: Generations,
+    req: Request,
+) -> Result<Response<Body>, lambda_http::Error> {
+    let app = &app;
     api::serve(&app.config, req, |req| async move {
         let owner = api::auth::authenticate(app.config.auth_mode, &app.store, &req).await?;
         // `/usage` (behind any stage prefix), not a path that merely contains the word.
@@ -49,6 +59,8 @@ pub async fn handle<S: Store, M>(app: &App<S, M>, req: Request) -> Result<Respon
                     }
                     Method::DELETE => {
                         sessions::delete(&app.store, &owner, id).await?;
+                        let purging = Arc::clone(app);
+                        generations.spawn(async move { sessions::purge(&purging.store, id).await });
                         api::no_content()
                     }
                     _ => Err(api::method_not_allowed(req.method())),
@@ -76,12 +88,19 @@ pub async fn handle<S: Store, M>(app: &App<S, M>, req: Request) -> Result<Respon
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use lambda_http::http::Method;
     use llmchat::App;
+    use llmchat::http::invocation::Generations;
     use llmchat::domain::{CreateSession, OwnerId};
     use llmchat::testing::{json_body, request};
 
     use super::handle;
+
+    fn serve(app: &Arc<App>, req: lambda_http::Request) -> impl Future<Output = Result<lambda_http::Response<lambda_http::Body>, lambda_http::Error>> {
+        handle(app.clone(), Generations::default(), req)
+    }
 
     /// A session of "alice", the owner `app_with_key` issued the key for.
     async fn create(app: &App, _key: &str, title: &str) -> String {
@@ -93,36 +112,39 @@ mod tests {
     #[tokio::test]
     async fn routes_by_method_and_path() {
         let (app, key) = llmchat::testing::app_with_key("alice").await;
+        let app = Arc::new(app);
         let id = create(&app, &key, "first").await;
         let path = format!("/sessions/{id}");
 
-        let r = handle(&app, request(Method::GET, "/sessions", Some(&key), None)).await.unwrap();
+        let r = serve(&app, request(Method::GET, "/sessions", Some(&key), None)).await.unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(json_body(&r)["items"][0]["id"], id.as_str());
 
-        let r = handle(&app, request(Method::PATCH, &path, Some(&key), Some(r#"{"title": "second"}"#))).await.unwrap();
+        let r = serve(&app, request(Method::PATCH, &path, Some(&key), Some(r#"{"title": "second"}"#))).await.unwrap();
         assert_eq!((r.status().as_u16(), json_body(&r)["title"].as_str()), (200, Some("second")));
 
-        let r = handle(&app, request(Method::GET, &path, Some(&key), None)).await.unwrap();
+        let r = serve(&app, request(Method::GET, &path, Some(&key), None)).await.unwrap();
         assert_eq!(json_body(&r)["title"], "second");
 
-        let r = handle(&app, request(Method::DELETE, &path, Some(&key), None)).await.unwrap();
+        let r = serve(&app, request(Method::DELETE, &path, Some(&key), None)).await.unwrap();
         assert_eq!(r.status(), 204);
-        let r = handle(&app, request(Method::GET, &path, Some(&key), None)).await.unwrap();
+        let r = serve(&app, request(Method::GET, &path, Some(&key), None)).await.unwrap();
         assert_eq!(r.status(), 404);
     }
 
     #[tokio::test]
     async fn a_stage_prefix_in_the_path_is_ignored() {
         let (app, key) = llmchat::testing::app_with_key("alice").await;
+        let app = Arc::new(app);
         let id = create(&app, &key, "staged").await;
-        let r = handle(&app, request(Method::GET, &format!("/v1/sessions/{id}"), Some(&key), None)).await.unwrap();
+        let r = serve(&app, request(Method::GET, &format!("/v1/sessions/{id}"), Some(&key), None)).await.unwrap();
         assert_eq!(r.status(), 200);
     }
 
     #[tokio::test]
     async fn bad_ids_limits_and_methods_are_4xx() {
         let (app, key) = llmchat::testing::app_with_key("alice").await;
+        let app = Arc::new(app);
         for (method, path, status) in [
             (Method::GET, "/sessions/xyz", 400),
             (Method::GET, "/sessions?limit=0", 400),
@@ -131,7 +153,7 @@ mod tests {
             (Method::PUT, "/sessions", 405),
             (Method::GET, "/sessions/00000000-0000-0000-0000-000000000000/x/y", 404),
         ] {
-            let r = handle(&app, request(method.clone(), path, Some(&key), None)).await.unwrap();
+            let r = serve(&app, request(method.clone(), path, Some(&key), None)).await.unwrap();
             assert_eq!(r.status().as_u16(), status, "{method} {path}: {}", json_body(&r));
         }
     }

@@ -11,7 +11,7 @@ use crate::domain::limits::MAX_HISTORY_MESSAGES;
 use crate::domain::{Message, MessageStatus, ModelOptions, OwnerId, SendMessage, Timestamp};
 use crate::llm::ChatRequest;
 use crate::store::meter::{Meter, metered};
-use crate::store::{BeginError, IdempotencyRecord, MessageRepository, QuotaRepository};
+use crate::store::{BeginError, IdempotencyRecord, MessageRepository, QuotaRepository, StoreError};
 
 /// Checks the send, fits the context and stores the exchange with the owner's
 /// quota claim (all or nothing); the DynamoDB capacity it uses is counted on
@@ -36,15 +36,73 @@ async fn begin_metered<S: MessageRepository + QuotaRepository>(
     input: SendMessage,
     meter: std::sync::Arc<Meter>,
 ) -> Result<Begun, ChatError> {
-    input.validate().map_err(|e| ChatError::Invalid(e.0))?;
     let fingerprint = fingerprint(&input);
+    let key = stored_key(&input).map(str::to_owned);
+    match (start(store, config, owner, session_id, input, &fingerprint, meter).await, key) {
+        // A retry of a send that was stored answers what was stored, even if the
+        // same request would be refused now (the deployment's limits or quotas
+        // changed since): the contract's "same id, same content" is a replay.
+        // Only refusals look, so a new send costs no extra read.
+        (Err(refusal), Some(key)) if is_refusal(&refusal) => {
+            Ok(replay_if_stored(store, owner, session_id, &key, &fingerprint).await?.ok_or(refusal)?)
+        }
+        (result, _) => result,
+    }
+}
+
+/// Refusals of what was asked, which a stored exchange under the same key overrides.
+fn is_refusal(err: &ChatError) -> bool {
+    matches!(
+        err,
+        ChatError::Invalid(_) | ChatError::NotAllowed(_) | ChatError::ContextOverflow(_) | ChatError::QuotaExceeded { .. }
+    )
+}
+
+/// The send's `client_message_id`, when it obeys the rule every stored one passed.
+fn stored_key(input: &SendMessage) -> Option<&str> {
+    let key = input.client_message_id.as_deref()?;
+    let alone = SendMessage { content: "-".to_owned(), client_message_id: Some(key.to_owned()), options: None, turn: Default::default() };
+    alone.validate().is_ok().then_some(key)
+}
+
+/// The exchange stored under `key` in the owner's session, if there is one.
+async fn replay_if_stored<S: MessageRepository>(
+    store: &S,
+    owner: &OwnerId,
+    session_id: Uuid,
+    key: &str,
+    fingerprint: &str,
+) -> Result<Option<Begun>, ChatError> {
+    // The owner's session only: a record is never shown to another caller.
+    match store.load_for_send(owner, session_id, 0).await {
+        Ok(_) => {}
+        Err(StoreError::NotFound) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    match store.get_idempotency(session_id, key).await? {
+        Some(record) => replay_record(store, session_id, record, fingerprint).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The send as this deployment judges it now: checked, fitted and stored.
+async fn start<S: MessageRepository + QuotaRepository>(
+    store: &S,
+    config: &Config,
+    owner: &OwnerId,
+    session_id: Uuid,
+    input: SendMessage,
+    fingerprint: &str,
+    meter: std::sync::Arc<Meter>,
+) -> Result<Begun, ChatError> {
+    input.validate().map_err(|e| ChatError::Invalid(e.0))?;
     let state = store.load_for_send(owner, session_id, MAX_HISTORY_MESSAGES).await?;
     let now = Timestamp::now();
 
     if state.recent.first().is_some_and(|m| m.is_live(now)) {
         // Busy: a retry of the exchange in progress is told so too.
         if let Some(id) = &input.client_message_id {
-            return replay(store, session_id, id, &fingerprint).await;
+            return replay(store, session_id, id, fingerprint).await;
         }
         return Err(ChatError::ReplyInProgress);
     }
@@ -78,7 +136,7 @@ async fn begin_metered<S: MessageRepository + QuotaRepository>(
     reply.format = options.format.clone();
     let idempotency = input.client_message_id.as_ref().map(|id| IdempotencyRecord {
         client_message_id: id.clone(),
-        fingerprint: fingerprint.clone(),
+        fingerprint: fingerprint.to_owned(),
         user_seq: user.seq,
         reply_seq: reply.seq,
     });
@@ -92,7 +150,7 @@ async fn begin_metered<S: MessageRepository + QuotaRepository>(
             Ok(()) => break,
             Err(BeginError::Duplicate) => {
                 let id = input.client_message_id.as_deref().unwrap_or_default();
-                return replay(store, session_id, id, &fingerprint).await;
+                return replay(store, session_id, id, fingerprint).await;
             }
             Err(BeginError::Busy) => return Err(ChatError::ReplyInProgress),
             // Places held by replies whose writer died are freed, once, before refusing.
@@ -125,6 +183,16 @@ async fn replay<S: MessageRepository>(
     fingerprint: &str,
 ) -> Result<Begun, ChatError> {
     let record = store.get_idempotency(session_id, client_message_id).await?.ok_or(ChatError::ReplyInProgress)?;
+    replay_record(store, session_id, record, fingerprint).await
+}
+
+/// The exchange `record` names, if `fingerprint` says it is the same request.
+async fn replay_record<S: MessageRepository>(
+    store: &S,
+    session_id: Uuid,
+    record: IdempotencyRecord,
+    fingerprint: &str,
+) -> Result<Begun, ChatError> {
     if record.fingerprint != fingerprint {
         return Err(ChatError::IdempotencyKeyReused);
     }

@@ -135,6 +135,36 @@ async fn a_second_send_during_a_reply_is_refused_and_a_retry_replays() {
     ));
 }
 
+#[tokio::test]
+async fn a_retry_replays_what_was_stored_even_when_the_deployments_limits_tightened() {
+    let (mut app, owner, session) = fixture().await;
+    let keyed = SendMessage {
+        client_message_id: Some("k-limits".into()),
+        options: Some(crate::domain::ModelOptions { num_predict: Some(600), ..Default::default() }),
+        ..send("once")
+    };
+    let Begun::New(pending) = begin(&app.store, &app.config, &owner, session.id, keyed.clone()).await.unwrap() else {
+        panic!("a first send is new");
+    };
+    generate(&app.store, &ScriptedModel::new(vec![delta("ok"), done()]), &app.config, pending, |_| {}).await;
+
+    // The operator lowers the cap and takes the model off the list.
+    app.config.policy.max_num_predict = 100;
+    app.config.policy.allowed_models = vec!["nothing/*".into()];
+    match begin(&app.store, &app.config, &owner, session.id, keyed.clone()).await {
+        Ok(Begun::Replay { user, reply }) => assert_eq!((user.content.as_str(), reply.content.as_str()), ("once", "ok")),
+        other => panic!("the same request must replay its stored answer: {other:?}"),
+    }
+    // Another message under the same key is still a reused key; a new key is refused by the new limits.
+    let reused = SendMessage { content: "something else".into(), ..keyed.clone() };
+    assert!(matches!(begin(&app.store, &app.config, &owner, session.id, reused).await, Err(ChatError::IdempotencyKeyReused)));
+    let fresh = SendMessage { client_message_id: Some("k-new".into()), ..keyed.clone() };
+    assert!(matches!(begin(&app.store, &app.config, &owner, session.id, fresh).await, Err(ChatError::NotAllowed(_))));
+    // Another owner learns nothing from the key.
+    let mallory = OwnerId::parse("mallory").unwrap();
+    assert!(matches!(begin(&app.store, &app.config, &mallory, session.id, keyed).await, Err(ChatError::NotFound(_))));
+}
+
 /// The DynamoDB store, with every append to a reply's log noted: when, and how many bytes.
 struct WriteLog {
     inner: DynamoStore,

@@ -43,6 +43,10 @@ impl Timestamp {
         Timestamp(self.0 + d)
     }
 
+    pub fn minus(&self, d: std::time::Duration) -> Self {
+        Timestamp(self.0 - d)
+    }
+
     /// The UTC day, `2026-11-24`.
     pub fn day(&self) -> String {
         self.to_string()[..10].to_owned()

@@ -149,6 +149,12 @@ impl ApiError {
     }
 }
 
+/// A write that met another write on the same item at the same moment and was
+/// not retried to success: the session is busy, not the storage unavailable.
+fn busy_session() -> ApiError {
+    ApiError::Conflict(ErrorCode::SessionBusy, "the session was being changed by another request; try again".to_owned())
+}
+
 impl From<SessionError> for ApiError {
     fn from(err: SessionError) -> Self {
         match err {
@@ -157,6 +163,7 @@ impl From<SessionError> for ApiError {
             SessionError::BadCursor(detail) => ApiError::BadRequest(detail),
             SessionError::NotFound => ApiError::NotFound("session"),
             SessionError::Busy => ApiError::Conflict(ErrorCode::SessionBusy, err.to_string()),
+            SessionError::Storage(StoreError::Conflict) => busy_session(),
             SessionError::Storage(e) => ApiError::StorageUnavailable(e),
         }
     }
@@ -175,6 +182,7 @@ impl From<ChatError> for ApiError {
             ChatError::BadPosition(detail) => ApiError::BadRequest(detail),
             ChatError::Superseded => ApiError::Conflict(ErrorCode::ReplySuperseded, err.to_string()),
             ChatError::Llm(e) => ApiError::Llm(e),
+            ChatError::Storage(StoreError::Conflict) => busy_session(),
             ChatError::Storage(e) => ApiError::StorageUnavailable(e),
         }
     }
@@ -230,6 +238,16 @@ mod tests {
         assert_eq!(p.status, 500);
         assert_eq!(p.detail, "internal error");
         assert!(!serde_json::to_string(&p).unwrap().contains("arn:aws"));
+    }
+
+    #[test]
+    fn a_write_conflict_is_a_busy_session_not_unavailable_storage() {
+        for err in [ApiError::from(SessionError::Storage(StoreError::Conflict)), ApiError::from(ChatError::Storage(StoreError::Conflict))] {
+            let p = err.to_problem("r");
+            assert_eq!((p.status, p.code), (409, ErrorCode::SessionBusy));
+        }
+        let p = ApiError::from(SessionError::Storage(StoreError::Unavailable("down".into()))).to_problem("r");
+        assert_eq!((p.status, p.code), (503, ErrorCode::StorageUnavailable));
     }
 
     #[test]

@@ -21,7 +21,8 @@ use lambda_runtime::tower::{Layer, Service};
 use lambda_runtime::{Error, LambdaInvocation};
 use tokio::sync::Notify;
 
-/// The generations this instance is running.
+/// The generations this instance is running (and any other work that must
+/// end before its invocation does, such as a deleted session's purge).
 #[derive(Clone, Default)]
 pub struct Generations {
     state: Arc<(AtomicUsize, Notify)>,
@@ -86,6 +87,25 @@ where
     let serving = generations.clone();
     let handler = lambda_http::service_fn(move |req| handle(serving.clone(), req));
     lambda_http::streaming_runtime(handler)
+        .layer(generations.layer())
+        .layer(lambda_runtime::layers::TracingLayer::new())
+        .run()
+        .await
+}
+
+/// Serves invocations with buffered responses until the runtime stops; as
+/// with [`run_streaming`], each invocation lasts until the work `handle` left
+/// running after its response (through the [`Generations`] it is given) has
+/// ended: the sessions function purges a deleted session's items that way.
+pub async fn run_buffered<F, Fut>(handle: F) -> Result<(), lambda_http::Error>
+where
+    F: Fn(Generations, lambda_http::Request) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<lambda_http::Response<lambda_http::Body>, lambda_http::Error>> + Send + 'static,
+{
+    let generations = Generations::default();
+    let serving = generations.clone();
+    let handler = lambda_http::service_fn(move |req| handle(serving.clone(), req));
+    lambda_runtime::Runtime::new(lambda_http::Adapter::from(handler))
         .layer(generations.layer())
         .layer(lambda_runtime::layers::TracingLayer::new())
         .run()

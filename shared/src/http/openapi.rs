@@ -280,7 +280,7 @@ fn get_session() {}
         (status = 400, description = "Malformed JSON or id", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such session for this caller", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The session kept changing while being updated (`session_busy`); try again", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The session kept changing while being updated, or a send's write on it was in flight through every retry (`session_busy`); try again", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A value breaks a rule or limit", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Storage unavailable", body = Problem, content_type = "application/problem+json"),
@@ -293,10 +293,11 @@ fn update_session() {}
     delete, path = "/sessions/{id}", tag = "sessions",
     params(("id" = uuid::Uuid, Path, description = "Session id")),
     responses(
-        (status = 204, description = "The session and all its messages are gone"),
+        (status = 204, description = "The session is gone for every request that follows (reads, lists, sends: 404); its messages are removed right after this answer"),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or bad API key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such session for this caller", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session for this caller (or it is already deleted)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A send's write on the session was in flight through every retry (`session_busy`); try again", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Storage unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -22,6 +22,11 @@ pub enum StoreError {
     /// A conditional write lost a race or found the item already there.
     #[error("condition failed")]
     ConditionFailed,
+    /// Another write was changing the item at the same moment (DynamoDB's
+    /// `TransactionConflict`: a single write meeting a transaction in flight on
+    /// the same item); nothing was written, and trying again may succeed.
+    #[error("the item was being changed by another write")]
+    Conflict,
     /// DynamoDB could not be reached or refused the request.
     #[error("storage request failed: {0}")]
     Unavailable(String),
@@ -61,8 +66,21 @@ pub trait SessionRepository: Send + Sync {
         read_at: Timestamp,
     ) -> impl Future<Output = Result<Session, StoreError>> + Send;
 
-    /// Removes the session and everything stored under it.
+    /// Deletes the owner's session for every reader at once: it is marked
+    /// `deleting` (reads, lists and sends find it gone) and put in the purge
+    /// queue; its items stay until [`SessionRepository::purge_session`]
+    /// removes them. `NotFound` if it is not the owner's or already deleted.
     fn delete_session(&self, owner: &OwnerId, id: Uuid) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Removes the items of a deleted session, reading its partition with
+    /// strongly consistent Queries (so every exchange a send committed before
+    /// the DELETE is found), the session item last. Stops once `budget` has
+    /// passed; `true` when nothing is left. Safe to run again, or twice at once.
+    fn purge_session(&self, id: Uuid, budget: std::time::Duration) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Deleted sessions still in the purge queue that were deleted before
+    /// `before` (their purge did not finish), oldest first, at most `limit`.
+    fn unfinished_purges(&self, before: Timestamp, limit: u32) -> impl Future<Output = Result<Vec<Uuid>, StoreError>> + Send;
 }
 
 /// An API key as stored: only a hash of the secret, never the key itself.

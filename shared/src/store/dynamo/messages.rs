@@ -611,6 +611,8 @@ impl MessageRepository for DynamoStore {
             .key_condition_expression(condition)
             .expression_attribute_values(":bound", s(bound))
             .scan_index_forward(order == Order::Asc)
+            // A history read right after a `201` must show that exchange.
+            .consistent_read(true)
             .limit(limit as i32);
         match (order, after_seq) {
             (Order::Asc, Some(_)) => query = query.expression_attribute_values(":top", s(message_sk(u64::MAX))),

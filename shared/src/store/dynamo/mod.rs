@@ -25,6 +25,9 @@ pub(crate) type Item = HashMap<String, AttributeValue>;
 const BATCH_WRITE_MAX: usize = 25;
 /// How often unprocessed batch items are retried before giving up.
 const BATCH_RETRIES: u32 = 8;
+/// Keys one purge Query reads (strongly consistent) before deleting them in
+/// batches of [`BATCH_WRITE_MAX`]: four batches a round.
+pub const PURGE_PAGE_ITEMS: i32 = 4 * BATCH_WRITE_MAX as i32;
 
 #[derive(Clone, Debug)]
 pub struct DynamoStore {
@@ -69,8 +72,11 @@ where
     R: std::fmt::Debug,
 {
     if let Some(service) = err.as_service_error() {
-        if service.code() == Some("ConditionalCheckFailedException") {
-            return StoreError::ConditionFailed;
+        match service.code() {
+            Some("ConditionalCheckFailedException") => return StoreError::ConditionFailed,
+            // A single write meeting a transaction in flight on the same item.
+            Some("TransactionConflictException") => return StoreError::Conflict,
+            _ => {}
         }
         return StoreError::Unavailable(format!(
             "{}: {}",
@@ -325,30 +331,44 @@ impl SessionRepository for DynamoStore {
     }
 
     async fn delete_session(&self, owner: &OwnerId, id: Uuid) -> Result<(), StoreError> {
-        // 1. Hide the session at once (readers and the owner index stop seeing it)
-        //    and block new writes; a retried delete passes this step again.
+        // Gone for readers (`deleting`), for sends (their transaction requires
+        // no `deleting`) and for lists (out of the owner's index partition) in
+        // this one write, which also queues the session for its purge.
+        let now = Timestamp::now();
         self.client
             .update_item()
             .table_name(&self.table)
             .key(PK, s(session_pk(id)))
             .key(SK, s(SESSION_META_SK))
-            .condition_expression("#owner = :owner")
-            .update_expression("SET deleting = :yes REMOVE GSI1PK, GSI1SK")
+            .condition_expression("#owner = :owner AND attribute_not_exists(deleting)")
+            .update_expression("SET deleting = :yes, GSI1PK = :queue, GSI1SK = :queued")
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_values(":owner", s(owner.as_str()))
             .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .expression_attribute_values(":queue", s(PURGE_QUEUE_GSI_PK))
+            .expression_attribute_values(":queued", s(owner_gsi_sk(&now, id)))
             .send()
             .await
             .map_err(|e| missing_if_condition_failed(sdk_error(e)))?;
+        Ok(())
+    }
 
-        // 2. Remove everything under the session, the session item last so a failed run can be retried.
-        let mut start: Option<Item> = None;
+    async fn purge_session(&self, id: Uuid, budget: std::time::Duration) -> Result<bool, StoreError> {
+        let deadline = tokio::time::Instant::now() + budget;
+        // Every round reads from the start of the partition: what was deleted is
+        // gone, and an item written meanwhile (a late part of a reply's log) is
+        // still found. Strongly consistent, or a send committed just before the
+        // DELETE could be missed and its messages left behind for good.
         loop {
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
             let out = self
                 .partition_query(id)
                 .key_condition_expression("#pk = :pk")
                 .projection_expression("#pk, #sk")
-                .set_exclusive_start_key(start.take())
+                .consistent_read(true)
+                .limit(PURGE_PAGE_ITEMS)
                 .send()
                 .await
                 .map_err(sdk_error)?;
@@ -358,21 +378,52 @@ impl SessionRepository for DynamoStore {
                 .into_iter()
                 .filter(|k| k.get(SK).and_then(|v| v.as_s().ok()).map(String::as_str) != Some(SESSION_META_SK))
                 .collect();
-            self.batch_delete(keys).await?;
-            match out.last_evaluated_key {
-                Some(k) => start = Some(k),
-                None => break,
+            if keys.is_empty() {
+                break;
             }
+            self.batch_delete(keys).await?;
         }
-        self.client
+        // The session item last, and only while it is marked: a purge never
+        // removes a live session, and one already removed is done.
+        let removed = self
+            .client
             .delete_item()
             .table_name(&self.table)
             .key(PK, s(session_pk(id)))
             .key(SK, s(SESSION_META_SK))
+            .condition_expression("attribute_exists(deleting)")
+            .send()
+            .await
+            .map_err(sdk_error);
+        match removed {
+            Ok(_) | Err(StoreError::ConditionFailed) => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn unfinished_purges(&self, before: Timestamp, limit: u32) -> Result<Vec<Uuid>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI1)
+            .key_condition_expression("#pk = :queue AND #sk < :before")
+            .expression_attribute_names("#pk", GSI1_PK)
+            .expression_attribute_names("#sk", GSI1_SK)
+            .expression_attribute_values(":queue", s(PURGE_QUEUE_GSI_PK))
+            .expression_attribute_values(":before", s(before.to_string()))
+            .limit(limit as i32)
             .send()
             .await
             .map_err(sdk_error)?;
-        Ok(())
+        out.items
+            .unwrap_or_default()
+            .iter()
+            .map(|item| {
+                let sort_key = item.get(GSI1_SK).and_then(|v| v.as_s().ok()).map(String::as_str).unwrap_or_default();
+                cursor_at(sort_key).map(|at| at.id)
+            })
+            .collect()
     }
 }
 
@@ -441,15 +492,14 @@ impl DynamoStore {
                 if attempt > 0 {
                     tokio::time::sleep(std::time::Duration::from_millis(50 << attempt.min(5))).await;
                 }
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, pending)
-                    .send()
-                    .await
-                    .map_err(sdk_error)?;
-                pending = out.unprocessed_items.unwrap_or_default().remove(&self.table).unwrap_or_default();
+                let sent = self.client.batch_write_item().request_items(&self.table, pending.clone()).send().await.map_err(sdk_error);
                 attempt += 1;
+                match sent {
+                    Ok(out) => pending = out.unprocessed_items.unwrap_or_default().remove(&self.table).unwrap_or_default(),
+                    // An item of the batch was in a transaction at that moment: the same batch again.
+                    Err(StoreError::Conflict) => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
         Ok(())
@@ -524,5 +574,29 @@ impl StoreProbe for DynamoStore {
     async fn probe(&self) -> Result<(), StoreError> {
         // A read of a key that never exists: proves the table answers, costs half a read unit.
         self.get_item("HEALTH".to_owned(), "HEALTH".to_owned()).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_dynamodb::error::{ErrorMetadata, SdkError};
+    use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+    use aws_sdk_dynamodb::types::error::TransactionConflictException;
+
+    use super::sdk_error;
+    use crate::store::StoreError;
+
+    /// An UpdateItem refused as DynamoDB refuses it, with `code` on the wire.
+    fn refused(code: &str) -> SdkError<UpdateItemError, ()> {
+        let meta = ErrorMetadata::builder().code(code).message("refused").build();
+        let err = UpdateItemError::TransactionConflictException(TransactionConflictException::builder().message("refused").meta(meta).build());
+        SdkError::service_error(err, ())
+    }
+
+    #[test]
+    fn a_write_meeting_a_transaction_is_a_conflict_not_unavailable_storage() {
+        assert!(matches!(sdk_error(refused("TransactionConflictException")), StoreError::Conflict));
+        assert!(matches!(sdk_error(refused("ConditionalCheckFailedException")), StoreError::ConditionFailed));
+        assert!(matches!(sdk_error(refused("InternalServerError")), StoreError::Unavailable(_)));
     }
 }

@@ -318,6 +318,8 @@ impl QuotaRepository for DynamoStore {
                 .expression_attribute_values(":from", s(format!("{LEDGER_PREFIX}{from}#")))
                 // `$` sorts after `#`: every row of day `to`.
                 .expression_attribute_values(":to", s(format!("{LEDGER_PREFIX}{to}$")))
+                // `GET /usage` right after a reply counts it.
+                .consistent_read(true)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await

@@ -4,6 +4,7 @@
 //! | item      | PK                 | SK             | GSI1PK          | GSI1SK                |
 //! |-----------|--------------------|----------------|-----------------|-----------------------|
 //! | session   | `SESSION#<id>`     | `SESSION`      | `OWNER#<owner>` | `<updated_at>#<id>`   |
+//! | session being deleted | `SESSION#<id>` | `SESSION` | `PURGE`  | `<deleted_at>#<id>`   |
 //! | message   | `SESSION#<id>`     | `MSG#<seq, 20 digits>` |         |                       |
 //! | idempotency | `SESSION#<id>`   | `IDEM#<client message id>` |     |                       |
 //! | reply log part | `SESSION#<id>`| `LOG#<seq, 20 digits>#<part, 10 digits>` | |                 |
@@ -43,6 +44,10 @@ pub fn session_pk(id: uuid::Uuid) -> String {
 pub fn owner_gsi_pk(owner: &crate::domain::OwnerId) -> String {
     format!("OWNER#{owner}")
 }
+
+/// The index partition of sessions whose DELETE was answered and whose items
+/// are still being removed: the purge queue (see `SessionRepository::purge_session`).
+pub const PURGE_QUEUE_GSI_PK: &str = "PURGE";
 
 pub fn owner_gsi_sk(updated_at: &crate::domain::Timestamp, id: uuid::Uuid) -> String {
     format!("{updated_at}#{id}")
