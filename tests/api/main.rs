@@ -27,7 +27,6 @@ mod cors;
 mod dashboard;
 mod durable;
 mod health;
-mod logs;
 mod helpers;
 mod local_dynamodb;
 mod openai;

@@ -3,12 +3,19 @@
 //! sort) logs none of it at info level or above, nor the API key's secret.
 //! Info is the level deployments log at; details of a rejected request go to
 //! debug.
+//!
+//! Its own test binary: a test capturing logs next to other tests' threads,
+//! each with subscribers of their own, saw some events go missing.
 
 use lambda_http::http::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{Captured, id, spawn_app_with};
-use crate::stream::stream;
+// The API tests' helpers; this binary uses a few of them.
+#[allow(dead_code)]
+#[path = "../api/helpers.rs"]
+mod helpers;
+
+use helpers::{Captured, id, spawn_app_with};
 use llmchat_tests::scripted_llm::{Dialect, Script, ScriptedLlm, reply_steps};
 
 /// Client text of the run, each marked so that any trace of it is found.
@@ -22,7 +29,7 @@ async fn no_client_text_and_no_key_reach_the_logs_at_info() {
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt().with_max_level(tracing::Level::INFO).with_writer(move || writer.clone()).finish();
-    // This test's runtime is single-threaded: every task logs to this subscriber.
+    // The only test of this binary, on a single-threaded runtime: every task logs here.
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let llm = ScriptedLlm::start_as(Dialect::Ollama, |_| Script::ok(reply_steps(&["REPLY-", "c0ffee"], std::time::Duration::ZERO))).await;
@@ -37,7 +44,8 @@ async fn no_client_text_and_no_key_reach_the_logs_at_info() {
     // A retry, and the same id with other content.
     assert_eq!(t.send(Method::POST, &sends, Some(&ok("MESSAGE-c0ffee"))).await.status, StatusCode::OK);
     assert_eq!(t.send(Method::POST, &sends, Some(&ok("MESSAGE-c0ffee again"))).await.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(stream(&t, &session, json!({"content": "MESSAGE-c0ffee streamed"})).await.status, StatusCode::OK);
+    let streamed = json!({"content": "MESSAGE-c0ffee streamed"}).to_string();
+    assert_eq!(t.send(Method::POST, &format!("{sends}/stream"), Some(&streamed)).await.status, StatusCode::OK);
     let patch = json!({"title": "RENAMED-c0ffee"}).to_string();
     assert_eq!(t.send(Method::PATCH, &format!("/sessions/{session}"), Some(&patch)).await.status, StatusCode::OK);
 
