@@ -14,7 +14,7 @@
 # a change to the code rebuilds and restarts the functions.
 #
 # Env (optional): DYNAMODB_PORT=8000 LLMCHAT_PORT=9000 LLMCHAT_TABLE_NAME=llmchat
-#   LLMCHAT_WATCH_CONCURRENCY=4 LLMCHAT_BIND_ADDRESS=127.0.0.1
+#   LLMCHAT_INSTANCES=4 (instances per function) LLMCHAT_BIND_ADDRESS=127.0.0.1
 #   OLLAMA_URL (default: Ollama's default address, or the project's own Ollama)
 #   LLAMACPP_URL (default: the project's own llama.cpp server), LLAMACPP_PORT,
 #   LLMCHAT_LLAMACPP=0 (no second backend)
@@ -80,7 +80,7 @@ cmd_quota() {
     admin "${args[@]}"
 }
 
-# Runs on every exit of `dev.sh up` (Ctrl-C, SIGTERM, errors, the watcher dying).
+# Runs on every exit of `dev.sh up` (Ctrl-C, SIGTERM, errors, the local runtime ending).
 cleanup() {
     local status=$?
     # A second Ctrl-C must not cut the cleanup short and leave orphans.
@@ -100,7 +100,7 @@ cmd_up() {
     local -a stack_args=(
         --dev --owner dev
         --dynamodb-port "$DYNAMODB_PORT" --table "$LLMCHAT_TABLE_NAME" --port "$LLMCHAT_PORT"
-        --bind "${LLMCHAT_BIND_ADDRESS:-127.0.0.1}" --concurrency "${LLMCHAT_WATCH_CONCURRENCY:-4}"
+        --bind "${LLMCHAT_BIND_ADDRESS:-127.0.0.1}" --concurrency "${LLMCHAT_INSTANCES:-4}"
         --env "LLMCHAT_LOG_FORMAT=${LLMCHAT_LOG_FORMAT:-pretty}"
         --env "LLMCHAT_CORS_ORIGINS=${LLMCHAT_CORS_ORIGINS:-*}"
     )
@@ -141,7 +141,7 @@ cmd_up() {
     use_llamacpp "$LLMCHAT_STATE_DIR" "${LLAMACPP_PORT:-$(free_port)}" 9>&-
     stack_args+=(--env "LLMCHAT_BACKENDS=$(local_backends)")
 
-    # Follow the watch's log from its start: build progress and errors show up
+    # Follow the local runtime's log from its start: build progress and errors show up
     # while the stack starts, requests afterwards. -F survives the file being
     # recreated.
     : >"$LLMCHAT_STATE_DIR/runtime.log"
@@ -173,7 +173,7 @@ cmd_up() {
 
 EOF
 
-    # In the foreground while the watch runs; Ctrl-C ends both through cleanup.
+    # In the foreground while the local runtime runs; Ctrl-C ends both through cleanup.
     local watch_pid
     watch_pid="$(<"$LLMCHAT_STATE_DIR/runtime.pid")"
     while pid_runs "$watch_pid" "llmchat-local"; do sleep 1; done
