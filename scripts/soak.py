@@ -162,8 +162,10 @@ class Client:
         return False
 
     def read_events(self, res: httpx.Response, sent: Sent, drop_after: int | None):
-        """Reads SSE events; returns (acknowledged, last id, text, final event)."""
-        acked, last_id, text, final = False, None, "", None
+        """Reads SSE events; returns (acknowledged, last id, text, final event).
+        The text is None when no delta came (a repeat of a send that has
+        ended: its stream is the two events `message.created` and the end)."""
+        acked, last_id, text, final = False, None, None, None
         event, data, ident, count = None, [], None, 0
         for line in res.iter_lines():
             if line.startswith(":"):
@@ -177,7 +179,7 @@ class Client:
                     acked = True
                     sent.reply_id = payload["reply_id"]
                 elif event == "reply.delta":
-                    text += payload["delta"]
+                    text = (text or "") + payload["delta"]
                 elif event in ("reply.completed", "reply.cancelled", "error"):
                     final = (event, payload)
                 if ident is not None:
@@ -246,16 +248,18 @@ class Client:
                         continue
                     _, _, more, final = self.read_events(res, sent, None)
                     if final is not None:
-                        self.finish(sent, text + more, final)
+                        self.finish(sent, None if text is None and more is None else (text or "") + (more or ""), final)
                     return
             except httpx.HTTPError:
                 self.tally.add("transport errors")
                 time.sleep(0.3)
 
-    def finish(self, sent: Sent, text: str, final) -> None:
+    def finish(self, sent: Sent, text: str | None, final) -> None:
+        """Records what the reader received of a complete reply: its deltas,
+        or, from a repeat that carried no delta, the reply in the end event."""
         event, payload = final
         if event == "reply.completed" and payload["reply"]["status"] == "complete":
-            sent.received_complete = text
+            sent.received_complete = text if text is not None else payload["reply"]["content"]
 
 
 def history(client: Client, session: str) -> list[dict] | None:
