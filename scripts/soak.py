@@ -228,10 +228,20 @@ class Client:
             self.rejoin(sent, last_id, text)
         elif choice < 0.7:
             self.tally.add("cancels")
-            res = self.request("POST", f"/sessions/{sent.session}/messages/{sent.reply_id}/cancel")
-            if res is not None and res.status_code not in (200, 202):
-                self.tally.server_error(f"unexpected answer to a cancel: {res.status_code} {res.text[:200]}")
+            self.cancel(sent)
         return True
+
+    def cancel(self, sent: Sent) -> None:
+        """Stops the reply, trying again while the store is unavailable (a
+        documented answer, as when DynamoDB Local restarts) or the wire fails."""
+        for _ in range(20):
+            res = self.request("POST", f"/sessions/{sent.session}/messages/{sent.reply_id}/cancel")
+            if res is not None and res.status_code in (200, 202):
+                return
+            if res is not None and not (res.status_code in (429, 503) and not is_server_error(res)):
+                self.tally.server_error(f"unexpected answer to a cancel: {res.status_code} {res.text[:200]}")
+                return
+            self.pause_for(res)
 
     def rejoin(self, sent: Sent, last_id: str | None, text: str) -> None:
         headers = {"Last-Event-ID": last_id} if last_id and last_id != "0" else {}
