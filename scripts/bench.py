@@ -71,6 +71,28 @@ def ratio(a, b, digits=2):
 # ---------------------------------------------------------------- the relay
 
 
+def about(target, body):
+    """What a DynamoDB request is about, without any value of the caller's:
+    the key's prefixes (`APIKEY`, `SESSION`/`META`, ...) or the item count."""
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return ""
+
+    def prefix(value):
+        text = str(next(iter(value.values()))) if isinstance(value, dict) and value else ""
+        return text.split("#", 1)[0] if "#" in text else "…"
+
+    if target == "GetItem":
+        key = request.get("Key", {})
+        return "/".join(prefix(key[name]) for name in sorted(key))
+    if target == "Query":
+        return "/".join(sorted({prefix(v) for v in request.get("ExpressionAttributeValues", {}).values()}))
+    if target == "TransactWriteItems":
+        return f"{len(request.get('TransactItems', []))} items"
+    return ""
+
+
 async def relay_main(args):
     out = open(args.events, "a", buffering=1)
     conn_ids = iter(range(1, 1 << 62))
@@ -106,14 +128,16 @@ async def relay_main(args):
 
             def from_client(chunk):
                 if chunk[:5] in (b"POST ", b"GET /"):
-                    head = chunk.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+                    t = now()
+                    head, _, body = chunk.partition(b"\r\n\r\n")
+                    head = head.decode("latin-1")
                     target = head.split(" ", 2)[1]
                     for line in head.split("\r\n")[1:]:
                         name, _, value = line.partition(":")
                         if name.strip().lower() == "x-amz-target":
                             target = value.strip().rsplit(".", 1)[-1]
                     state.update(answered=False, token=False)
-                    note(kind=kind, conn=conn, what="request", target=target, t=now())
+                    note(kind=kind, conn=conn, what="request", target=target, about=about(target, body), t=t)
 
             def from_upstream(chunk):
                 t = now()
@@ -263,14 +287,33 @@ async def new_session(http, base, key):
         return (await resp.json())["id"]
 
 
-async def ddb_op(http, endpoint, op, body):
-    """One DynamoDB request, its round trip in ns as this client sees it."""
-    started = now()
-    async with http["ddb"].post(endpoint, data=json.dumps(body), headers={**DDB_HEADERS, "x-amz-target": f"DynamoDB_20120810.{op}"}) as resp:
-        text = await resp.read()
-        if resp.status != 200:
-            raise SystemExit(f"DynamoDB {op} answered {resp.status}: {text[:300]!r}")
-    return now() - started
+class RawDynamo:
+    """DynamoDB requests written by hand on one kept-alive connection: a round
+    trip with as little of the client's own time in it as Python allows."""
+
+    def __init__(self, endpoint):
+        self.host, self.port = endpoint.split("//", 1)[1].rsplit(":", 1)
+        self.conn = None
+
+    async def op(self, op, body):
+        """One request; its round trip in ns."""
+        if self.conn is None:
+            self.conn = await asyncio.open_connection(self.host, int(self.port))
+        reader, writer = self.conn
+        data = json.dumps(body).encode()
+        head = "".join(f"{k}: {v}\r\n" for k, v in {**DDB_HEADERS, "host": f"{self.host}:{self.port}",
+                                                    "x-amz-target": f"DynamoDB_20120810.{op}", "content-length": len(data)}.items())
+        request = f"POST / HTTP/1.1\r\n{head}\r\n".encode() + data
+        started = now()
+        writer.write(request)
+        await writer.drain()
+        header = await reader.readuntil(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)content-length:\s*(\d+)", header)[1])
+        answer = await reader.readexactly(length)
+        took = now() - started
+        if not header.startswith(b"HTTP/1.1 200"):
+            raise SystemExit(f"DynamoDB {op} answered {header.splitlines()[0]!r}: {answer[:300]!r}")
+        return took
 
 
 class Floor:
@@ -283,10 +326,12 @@ class Floor:
     def __init__(self, endpoint, table):
         self.endpoint, self.table = endpoint, table
         self.samples = {op: [] for op in self.OPS}
+        self.clients = {}
         self.n = 0
 
-    async def once(self, http, endpoint=None):
+    async def once(self, endpoint=None):
         endpoint = endpoint or self.endpoint
+        client = self.clients.setdefault(endpoint, RawDynamo(endpoint))
         key = {"PK": {"S": "BENCH#floor"}, "SK": {"S": "META"}}
         self.n += 1
         bodies = {
@@ -296,10 +341,10 @@ class Floor:
             "TransactWriteItems": {"TransactItems": [{"Put": {"TableName": self.table, "ConditionExpression": "attribute_not_exists(PK)",
                                                             "Item": {"PK": {"S": "BENCH#floor"}, "SK": {"S": f"TX#{os.getpid()}#{self.n}#{now()}"}}}}]},
         }
-        return {op: await ddb_op(http, endpoint, op, bodies[op]) for op in self.OPS}
+        return {op: await client.op(op, bodies[op]) for op in self.OPS}
 
-    async def sample(self, http):
-        for op, t in (await self.once(http)).items():
+    async def sample(self):
+        for op, t in (await self.once()).items():
             self.samples[op].append(t)
 
     def p50(self, op):
@@ -346,7 +391,7 @@ class Bench:
         for target in self.targets:
             for _ in range(5):
                 await self.read(target, 4, 0)
-        await self.floor.once(self.http)
+        await self.floor.once()
 
     async def ttft(self, sends, tokens=8):
         """(a): one send to each target in turn, `sends` times; a fresh session every ten sends."""
@@ -354,7 +399,7 @@ class Bench:
         for i in range(sends):
             for target in self.targets:
                 results[target].append(await self.read(target, tokens, 0, slot=1000 + i // 10))
-            await self.floor.sample(self.http)
+            await self.floor.sample()
         return results
 
     async def throughput(self, rate, tokens, repeats):
@@ -370,7 +415,7 @@ class Bench:
         results = {t: [] for t in self.targets}
         # Sessions first, so that the streams of a round start together.
         await asyncio.gather(*(self.session_of(i % len(self.keys), 3000 + i) for i in range(level)))
-        for r in range(rounds):
+        for _ in range(rounds):
             for target in self.targets:
                 results[target] += await asyncio.gather(
                     *(self.read(target, tokens, 0, owner=i % len(self.keys), slot=3000 + i) for i in range(level)))
@@ -381,10 +426,12 @@ class Bench:
         pids = stream_instances(self.cfg["runtime_pid"])
         for pid in pids:
             reset_peak(pid)
-        before = max((status_kb(pid, "VmRSS") for pid in pids), default=None)
+        before = {pid: status_kb(pid, "VmRSS") for pid in pids}
         reading = await self.read("llmchat", tokens, 0, slot=4000 + tokens)
-        peak = max((status_kb(pid, "VmHWM") for pid in pids), default=None)
-        return {"tokens": tokens, "instances": len(pids), "rss_before_kb": before, "peak_kb": peak,
+        peak = {pid: status_kb(pid, "VmHWM") for pid in pids}
+        # The instance that served the reply is the one that grew the most.
+        served = max(pids, key=lambda pid: (peak[pid] - before[pid], peak[pid]), default=None)
+        return {"tokens": tokens, "instances": len(pids), "rss_before_kb": before.get(served), "peak_kb": peak.get(served),
                 "received": len(reading.arrivals), "error": reading.error}
 
     async def breakdown(self, sends, tokens=8):
@@ -403,9 +450,9 @@ class Bench:
         relay_floor = {op: [] for op in Floor.OPS}
         direct_floor = {op: [] for op in Floor.OPS}
         for _ in range(max(20, sends // 2)):
-            for op, t in (await self.floor.once(self.http, self.cfg["relay_ddb"])).items():
+            for op, t in (await self.floor.once(self.cfg["relay_ddb"])).items():
                 relay_floor[op].append(t)
-            for op, t in (await self.floor.once(self.http)).items():
+            for op, t in (await self.floor.once()).items():
                 direct_floor[op].append(t)
         await asyncio.sleep(0.2)
         events = [json.loads(line) for line in events_file.read_text().splitlines() if line.strip()]
@@ -438,7 +485,8 @@ def analyse_breakdown(windows, events, relay_floor, direct_floor):
                 pending[e["conn"]] = e
             elif e["conn"] in pending:
                 req = pending.pop(e["conn"])
-                ops.append((req["target"], req["t"], e["t"]))
+                label = f"{req['target']} {req['about']}".strip() if req.get("about") else req["target"]
+                ops.append((label, req["t"], e["t"]))
         if token is None:
             skipped += 1
             continue
@@ -632,14 +680,16 @@ def tables(res):
     md.append("")
     md.append("DynamoDB Local round trips in the same run, straight from the benchmark's client (p50): "
               + ", ".join(f"{op} {fmt(ms(floor[op]), ' ms', 2)}" for op in Floor.OPS)
-              + f". The contract's floor before the model is called is 3 of them (the API key's GetItem, the session's Query, "
-              f"the exchange's TransactWriteItems): {fmt(ms(floor['total']), ' ms', 2)}. "
+              + f" (a TransactWriteItems of one item). Before the model is called, the contract requires 3 requests "
+              f"(docs/ARCHITECTURE.md, \"Reads and writes per request\"): the API key's GetItem, the session's Query and "
+              f"the exchange's TransactWriteItems; their sum, the floor: {fmt(ms(floor['total']), ' ms', 2)}. "
               f"LlmChat's added p50 is {ratio(t['llmchat'].get('added_p50'), floor['GetItem'], 1)} GetItem round trips, "
               f"{ratio(t['llmchat'].get('added_p50'), floor['total'])} × the contract's floor.\n")
     b = res.get("breakdown")
     if b:
         md.append(f"### Where LlmChat's time to first token goes (traced stack, {b['sends']} sends, medians)\n")
-        md.append(f"DynamoDB requests before the model call, as observed: {b['ops_before_model']}. The traced stack reaches DynamoDB "
+        md.append(f"DynamoDB requests before the model call, as observed: {b['ops_before_model']} (the contract's 3, "
+                  "plus any the code adds: each is named by its operation and its key's prefixes). The traced stack reaches DynamoDB "
                   f"and the LLM through a timing relay, which adds about {fmt(ms(statistics.mean(b['relay_cost_per_op'].values())), ' ms', 2)} "
                   f"to each DynamoDB request (measured in the same pass); its TTFT p50 is {fmt(ms(b['ttft_p50']), ' ms', 2)}.\n")
         md.append("| segment | p50 | sends |")
@@ -679,7 +729,7 @@ def tables(res):
             cells.append(f"{row[x]['errors']} of {row[x]['streams']}")
         md.append("| " + " | ".join(cells) + " |")
     md.append("")
-    md.append("### Memory of the stream function (peak RSS, VmHWM, over one reply; max over its instances)\n")
+    md.append("### Memory of the stream function (peak RSS, VmHWM, over one reply, of the instance that grew the most)\n")
     md.append("| reply | tokens received | RSS before | peak RSS | peak − before |")
     md.append("|---|---|---|---|---|")
     for m in res["memory"]:
@@ -731,16 +781,15 @@ def charts(res, out):
 
     b = res.get("breakdown")
     if b:
-        fig, ax = plt.subplots(figsize=(8, 3.2))
+        fig, ax = plt.subplots(figsize=(8, 4))
         left = 0.0
         cmap = plt.get_cmap("tab20")
         for i, (name, d, _) in enumerate(b["segments"]):
             ax.barh([0], [ms(d)], left=left, color=cmap(i % 20), label=f"{name}: {ms(d):.2f} ms")
             left += ms(d)
         ax.set_yticks([])
-        ax.set_xlabel("ms (medians, traced stack)")
-        ax.set_title("Where LlmChat's time to first token goes")
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2)
+        ax.set_title("Where LlmChat's time to first token goes (ms, medians, traced stack)")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
         save(fig, "breakdown.svg")
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 4))
@@ -786,7 +835,7 @@ async def run_main(args):
     out.mkdir(parents=True, exist_ok=True)
     ttft_sends = 20 if short else 200
     levels = [1, 8] if short else [1, 8, 32, 64]
-    rounds = 1 if short else 3
+    rounds, streams = (1, 8) if short else (3, 48)
     # (rate, tokens): about 2 s of reply at each rate (less in the short form).
     flows = [(100, 50), (1000, 300), (10000, 2000), (0, 2000)] if short else [(100, 200), (1000, 2000), (10000, 20000), (0, 20000)]
     repeats = 1 if short else 3
@@ -795,9 +844,8 @@ async def run_main(args):
     timeout = aiohttp.ClientTimeout(total=300)
     async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0, force_close=True)) as llm_http, \
             aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as chat_http, \
-            aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as lite_http, \
-            aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as ddb_http:
-        http = {"llm": llm_http, "llmchat": chat_http, "litellm": lite_http, "ddb": ddb_http}
+            aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as lite_http:
+        http = {"llm": llm_http, "llmchat": chat_http, "litellm": lite_http}
         bench = Bench(cfg, http)
         res["targets"] = bench.targets
 
@@ -817,8 +865,10 @@ async def run_main(args):
             res["throughput"].append({"rate": rate, "tokens": tokens, **{x: flow_summary(got[x], tokens, rate) for x in bench.targets}})
         res["concurrency"] = []
         for level in levels:
-            step(f"concurrency: {level} streams at once, {rounds} round(s) per target")
-            res["concurrency"].append({"level": level, **concurrency_summary(await bench.concurrency(level, rounds))})
+            # At least `streams` streams per level, so that its percentiles rest on more than a handful.
+            n = max(rounds, -(-streams // level))
+            step(f"concurrency: {level} streams at once, {n} round(s) per target")
+            res["concurrency"].append({"level": level, **concurrency_summary(await bench.concurrency(level, n))})
         step("memory: peak RSS of the stream function over a short and a long reply")
         res["memory"] = [await bench.memory(8), await bench.memory(2000 if short else 30000)]
         if cfg.get("traced_base"):
@@ -841,6 +891,13 @@ async def run_main(args):
         "the scripted Ollama (`[bench N RATE]`: N tokens at RATE tokens/s, 0 for no pause) and LiteLLM's proxy "
         "in front of the same scripted Ollama, all on one machine and measured in one run; "
         "\"straight\" is the scripted Ollama read directly, the floor. Every figure is the benchmark's client's view.",
+        "",
+        "How to read it: *added* time to first token is each send's time minus that of the straight read just before it "
+        "(percentiles of those differences). *Throughput* is tokens/s between a reply's first and last token as received. "
+        "*Lateness* of token i is its arrival after the first token minus i/RATE, its due time; *added lateness p99* is the "
+        "p99 through a path minus the p99 straight (negative: the path's first token came late and the rest caught up). "
+        "Under concurrency, added is the p50 (p95) of the path minus the p50 (p95) of as many straight reads at once. "
+        "Tokens arrive in bursts at 10,000 tokens/s (the scripted Ollama's timer ticks each millisecond).",
         "",
         f"Machine: {machine}{', ' + cpu if cpu else ''}. Commit: {cfg.get('commit', 'unknown')}. LiteLLM {cfg.get('litellm_version', 'not run')}.",
         "",

@@ -58,7 +58,10 @@ cleanup() {
     "$LLMCHAT_ROOT/scripts/dynamodb-local.sh" stop "$RUN_DIR/dynamodb.pid" || true
     if ((rc == 0)) && ((!SHORT)); then
         rm -rf "$RUN_DIR"
-    elif ((rc != 0)); then
+    elif ((rc == 0)); then
+        # The short form's report stays (it is inside the run's directory); the rest goes.
+        find "$RUN_DIR" -mindepth 1 -maxdepth 1 ! -name report -exec rm -rf {} +
+    else
         log "bench FAILED; logs kept in ${RUN_DIR#"$LLMCHAT_ROOT"/}"
     fi
     exit "$rc"
