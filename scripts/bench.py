@@ -291,12 +291,20 @@ class RawDynamo:
     """DynamoDB requests written by hand on one kept-alive connection: a round
     trip with as little of the client's own time in it as Python allows."""
 
+    # DynamoDB Local closes a connection left idle; one idle this long is replaced
+    # before it is used, so no round trip includes a connect.
+    IDLE = 5 * 10**9
+
     def __init__(self, endpoint):
         self.host, self.port = endpoint.split("//", 1)[1].rsplit(":", 1)
         self.conn = None
+        self.used = 0
 
     async def op(self, op, body):
         """One request; its round trip in ns."""
+        if self.conn is not None and now() - self.used > self.IDLE:
+            self.conn[1].close()
+            self.conn = None
         if self.conn is None:
             self.conn = await asyncio.open_connection(self.host, int(self.port))
         reader, writer = self.conn
@@ -311,6 +319,7 @@ class RawDynamo:
         length = int(re.search(rb"(?i)content-length:\s*(\d+)", header)[1])
         answer = await reader.readexactly(length)
         took = now() - started
+        self.used = now()
         if not header.startswith(b"HTTP/1.1 200"):
             raise SystemExit(f"DynamoDB {op} answered {header.splitlines()[0]!r}: {answer[:300]!r}")
         return took
@@ -663,6 +672,22 @@ def concurrency_summary(results):
 # ---------------------------------------------------------------- report
 
 
+def summary(res):
+    """The figures a reader compares first, in two sentences."""
+    t, lite = res["ttft"]["llmchat"], res["ttft"].get("litellm")
+    lines = [f"**LlmChat adds {fmt(ms(t['added_p50']), ' ms', 1)} (p50) to the first token**, "
+             f"{ratio(t['added_p50'], res['floor']['total'])} × the {fmt(ms(res['floor']['total']), ' ms', 1)} of the three "
+             "DynamoDB round trips the contract requires before the model is called"]
+    if lite:
+        lines[0] += f"; LiteLLM's proxy adds {fmt(ms(lite['added_p50']), ' ms', 1)} (LlmChat ÷ LiteLLM: {ratio(t['added_p50'], lite['added_p50'])})"
+    paced = [r for r in res["throughput"] if r["rate"]]
+    if paced:
+        top = paced[-1]
+        lines.append(f"At {top['rate']:,} tokens/s from the LLM, LlmChat relays {ratio(top['llmchat']['tokens_per_s'], top['straight']['tokens_per_s'])} "
+                     "of the rate" + (f", LiteLLM {ratio(top['litellm']['tokens_per_s'], top['straight']['tokens_per_s'])}" if lite else ""))
+    return ". ".join(lines) + ".\n"
+
+
 def tables(res):
     md = []
     floor = res["floor"]
@@ -877,7 +902,7 @@ async def run_main(args):
     step("cold starts of every function")
     res["cold_starts"] = cold_starts(cfg["bin_dir"], cfg["functions"], res["cold_runs"])
 
-    md = tables(res)
+    md = summary(res) + "\n" + tables(res)
     print(md)
     files = charts(res, out)
     machine = f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), {platform.system()} {platform.release()}"
@@ -899,7 +924,16 @@ async def run_main(args):
         "Under concurrency, added is the p50 (p95) of the path minus the p50 (p95) of as many straight reads at once. "
         "Tokens arrive in bursts at 10,000 tokens/s (the scripted Ollama's timer ticks each millisecond).",
         "",
-        f"Machine: {machine}{', ' + cpu if cpu else ''}. Commit: {cfg.get('commit', 'unknown')}. LiteLLM {cfg.get('litellm_version', 'not run')}.",
+        "The client is one Python process (asyncio): at 64 streams its own share shows in the straight column, which is why "
+        "every figure is given against straight reads made the same way at the same time.",
+        "",
+        "Open WebUI is not measured: `pip install open-webui` did not finish on this machine in 8 minutes "
+        "(it resolves over 200 packages, among them a 539 MB PyTorch wheel); see docs/FIGURES.md.",
+        "",
+        f"Command: `{'BENCH_SHORT=1 ' if short else ''}make bench`, {time.strftime('%Y-%m-%d', time.gmtime())}, "
+        f"{round(time.time() - cfg['started'])} s from start to end (stacks started, measured, written). "
+        f"Machine: {machine}{', ' + cpu if cpu else ''}. Commit: {cfg.get('commit', 'unknown')}. "
+        f"LiteLLM {cfg.get('litellm_version') or 'not run'}.",
         "",
     ]
     head += [f"![{f}]({f})" for f in files] + [""]
