@@ -864,7 +864,9 @@ async def run_main(args):
     # (rate, tokens): about 2 s of reply at each rate (less in the short form).
     flows = [(100, 50), (1000, 300), (10000, 2000), (0, 2000)] if short else [(100, 200), (1000, 2000), (10000, 20000), (0, 20000)]
     repeats = 1 if short else 3
-    res = {"short": short, "cold_runs": 3 if short else 10, "build": cfg.get("build", "release")}
+    res = {"short": short, "cold_runs": 3 if short else 10, "build": cfg.get("build", "release"),
+           # Other work on the machine moves every figure: said with them.
+           "load_before": os.getloadavg()[0]}
 
     timeout = aiohttp.ClientTimeout(total=300)
     async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0, force_close=True)) as llm_http, \
@@ -902,6 +904,8 @@ async def run_main(args):
     step("cold starts of every function")
     res["cold_starts"] = cold_starts(cfg["bin_dir"], cfg["functions"], res["cold_runs"])
 
+    # The raw figures first: a report that fails to render loses no measurement.
+    (out / "results.json").write_text(json.dumps(json.loads(json.dumps(res, default=str)), indent=1) + "\n")
     md = summary(res) + "\n" + tables(res)
     print(md)
     files = charts(res, out)
@@ -932,14 +936,13 @@ async def run_main(args):
         "",
         f"Command: `{'BENCH_SHORT=1 ' if short else ''}make bench`, {time.strftime('%Y-%m-%d', time.gmtime())}, "
         f"{round(time.time() - cfg['started'])} s from start to end (stacks started, measured, written). "
-        f"Machine: {machine}{', ' + cpu if cpu else ''}. Commit: {cfg.get('commit', 'unknown')}. "
+        f"Machine: {machine}{', ' + cpu if cpu else ''}, load average {res['load_before']:.1f} when measuring began. "
+        f"Commit: {cfg.get('commit', 'unknown')}. "
         f"LiteLLM {cfg.get('litellm_version') or 'not run'}.",
         "",
     ]
     head += [f"![{f}]({f})" for f in files] + [""]
     (out / "README.md").write_text("\n".join(head) + md + "\n")
-    summary = json.loads(json.dumps(res, default=str))
-    (out / "results.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"[bench] wrote {out}/README.md, results.json and {', '.join(files)}", file=sys.stderr)
 
 
