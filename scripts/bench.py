@@ -864,9 +864,7 @@ async def run_main(args):
     # (rate, tokens): about 2 s of reply at each rate (less in the short form).
     flows = [(100, 50), (1000, 300), (10000, 2000), (0, 2000)] if short else [(100, 200), (1000, 2000), (10000, 20000), (0, 20000)]
     repeats = 1 if short else 3
-    res = {"short": short, "cold_runs": 3 if short else 10, "build": cfg.get("build", "release"),
-           # Other work on the machine moves every figure: said with them.
-           "load_before": os.getloadavg()[0]}
+    res = {"short": short, "cold_runs": 3 if short else 10, "build": cfg.get("build", "release")}
 
     timeout = aiohttp.ClientTimeout(total=300)
     async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0, force_close=True)) as llm_http, \
@@ -936,7 +934,7 @@ async def run_main(args):
         "",
         f"Command: `{'BENCH_SHORT=1 ' if short else ''}make bench`, {time.strftime('%Y-%m-%d', time.gmtime())}, "
         f"{round(time.time() - cfg['started'])} s from start to end (stacks started, measured, written). "
-        f"Machine: {machine}{', ' + cpu if cpu else ''}, load average {res['load_before']:.1f} when measuring began. "
+        f"Machine: {machine}{', ' + cpu if cpu else ''}, load average {cfg['load_before']} before `make bench` started anything. "
         f"Commit: {cfg.get('commit', 'unknown')}. "
         f"LiteLLM {cfg.get('litellm_version') or 'not run'}.",
         "",

@@ -25,6 +25,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$LLMCHAT_ROOT"
 STARTED="$(date +%s)"
+# Other work on the machine moves every figure: the report says how busy it was.
+LOAD_BEFORE="$(cut -d' ' -f1 /proc/loadavg)"
 
 SHORT="${BENCH_SHORT:-0}"
 LITELLM="${BENCH_LITELLM:-1}"
@@ -152,7 +154,7 @@ json.dump({
     "traced_base": "$TRACED_BASE", "traced_key": "$TRACED_KEY", "relay_events": "$RUN_DIR/relay.jsonl",
     "relay_ddb": "http://127.0.0.1:$RELAY_DDB", "runtime_pid": int(open("$RUN_DIR/stack/runtime.pid").read()),
     "bin_dir": "$BIN_DIR", "functions": "${FUNCTIONS[*]}".split(),
-    "commit": "$(git describe --always --dirty 2>/dev/null || echo unknown)", "build": "$BUILD", "started": $STARTED,
+    "commit": "$(git describe --always --dirty 2>/dev/null || echo unknown)", "build": "$BUILD", "started": $STARTED, "load_before": "$LOAD_BEFORE",
 }, open(sys.argv[1], "w"))
 PY
 "$VENV/bin/python" "$LLMCHAT_ROOT/scripts/bench.py" run --config "$RUN_DIR/bench.json"
