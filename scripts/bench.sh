@@ -27,6 +27,9 @@ cd "$LLMCHAT_ROOT"
 STARTED="$(date +%s)"
 # Other work on the machine moves every figure: the report says how busy it was.
 LOAD_BEFORE="$(cut -d' ' -f1 /proc/loadavg)"
+if pgrep -x rustc >/dev/null || pgrep -f 'cargo test' >/dev/null; then
+    log "warning: another build or test run is going on; the figures will show its load"
+fi
 
 SHORT="${BENCH_SHORT:-0}"
 LITELLM="${BENCH_LITELLM:-1}"
