@@ -3,11 +3,13 @@ on top of the model, measured side by side in one run against the floor (the
 scripted Ollama read straight) and a peer (LiteLLM's proxy in front of the
 same scripted Ollama).
 
-    bench.py relay --ddb-port N --ddb-upstream URL --llm-port N --llm-upstream URL --events FILE
-        a timing relay: passes bytes through and notes when each DynamoDB
-        request and model call goes by (the breakdown's traced stack uses it)
+    bench.py relay --ddb-upstream URL --llm-upstream URL --events FILE --ports FILE
+        a timing relay on two free ports (written to --ports as JSON): passes
+        bytes through and notes in --events when each DynamoDB request and
+        model call goes by (the breakdown's traced stack uses it)
     bench.py run --config FILE
-        the scenarios; prints Markdown tables, writes them and the charts to --out
+        the scenarios (FILE: what bench.sh started, as JSON); prints Markdown
+        tables, writes them, results.json and the charts to the config's `out`
 
 Every reply comes from the scripted Ollama's `[bench N RATE]` marker: N tokens
 `w0 `, `w1 `, ..., token i written i/RATE s after the first (RATE 0: at once),
