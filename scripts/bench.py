@@ -707,16 +707,17 @@ def tables(res):
     md.append("")
     md.append("DynamoDB Local round trips in the same run, straight from the benchmark's client (p50): "
               + ", ".join(f"{op} {fmt(ms(floor[op]), ' ms', 2)}" for op in Floor.OPS)
-              + f" (a TransactWriteItems of one item). Before the model is called, the contract requires 3 requests "
-              f"(docs/ARCHITECTURE.md, \"Reads and writes per request\"): the API key's GetItem, the session's Query and "
-              f"the exchange's TransactWriteItems; their sum, the floor: {fmt(ms(floor['total']), ' ms', 2)}. "
+              + f" (a TransactWriteItems of one item). Before the model is called, the contract requires 3 requests: "
+              f"the API key's GetItem, the session's Query and the exchange's TransactWriteItems (the code adds a fourth, "
+              f"see docs/ARCHITECTURE.md, \"Reads and writes per request\", and the breakdown below); "
+              f"the sum of those 3, the floor: {fmt(ms(floor['total']), ' ms', 2)}. "
               f"LlmChat's added p50 is {ratio(t['llmchat'].get('added_p50'), floor['GetItem'], 1)} GetItem round trips, "
               f"{ratio(t['llmchat'].get('added_p50'), floor['total'])} × the contract's floor.\n")
     b = res.get("breakdown")
     if b:
         md.append(f"### Where LlmChat's time to first token goes (traced stack, {b['sends']} sends, medians)\n")
-        md.append(f"DynamoDB requests before the model call, as observed: {b['ops_before_model']} (the contract's 3, "
-                  "plus any the code adds: each is named by its operation and its key's prefixes). The traced stack reaches DynamoDB "
+        md.append(f"DynamoDB requests before the model call, as observed: {b['ops_before_model']} (the contract's 3 "
+                  "and any the code adds; each is named by its operation and its key's prefixes). The traced stack reaches DynamoDB "
                   f"and the LLM through a timing relay, which adds about {fmt(ms(statistics.mean(b['relay_cost_per_op'].values())), ' ms', 2)} "
                   f"to each DynamoDB request (measured in the same pass); its TTFT p50 is {fmt(ms(b['ttft_p50']), ' ms', 2)}.\n")
         md.append("| segment | p50 | sends |")
