@@ -10,6 +10,9 @@ same scripted Ollama).
     bench.py run --config FILE
         the scenarios (FILE: what bench.sh started, as JSON); prints Markdown
         tables, writes them, results.json and the charts to the config's `out`
+    bench.py report --results FILE
+        renders README.md and the charts again from a run's results.json
+        (after a change to the report's wording or charts; no new figure)
 
 Every reply comes from the scripted Ollama's `[bench N RATE]` marker: N tokens
 `w0 `, `w1 `, ..., token i written i/RATE s after the first (RATE 0: at once),
@@ -905,19 +908,28 @@ async def run_main(args):
     step("cold starts of every function")
     res["cold_starts"] = cold_starts(cfg["bin_dir"], cfg["functions"], res["cold_runs"])
 
+    machine = f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), {platform.system()} {platform.release()}"
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "")
+    res["meta"] = {"date": time.strftime("%Y-%m-%d", time.gmtime()), "seconds": round(time.time() - cfg["started"]),
+                   "machine": machine + (f", {cpu}" if cpu else ""), "load_before": cfg["load_before"], "commit": cfg.get("commit", "unknown"),
+                   "litellm": cfg.get("litellm_version") or "not run"}
     # The raw figures first: a report that fails to render loses no measurement.
     (out / "results.json").write_text(json.dumps(json.loads(json.dumps(res, default=str)), indent=1) + "\n")
+    write_report(res, out)
+
+
+def write_report(res, out):
+    """Prints the tables; writes them with the charts to `out` (README.md, *.svg)."""
     md = summary(res) + "\n" + tables(res)
     print(md)
     files = charts(res, out)
-    machine = f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), {platform.system()} {platform.release()}"
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "")
+    meta, short = res["meta"], res["short"]
     head = [
         "# Benchmark: what LlmChat adds on top of the model",
         "",
         "Written by `make bench` (scripts/bench.sh, scripts/bench.py); do not edit by hand. "
         f"{'Short form (BENCH_SHORT=1): too few sends for the tails. ' if short else ''}"
-        f"{cfg.get('build', 'release').capitalize()} builds of the functions under the local Lambda runtime (`llmchat-local`), DynamoDB Local, "
+        f"{res['build'].capitalize()} builds of the functions under the local Lambda runtime (`llmchat-local`), DynamoDB Local, "
         "the scripted Ollama (`[bench N RATE]`: N tokens at RATE tokens/s, 0 for no pause) and LiteLLM's proxy "
         "in front of the same scripted Ollama, all on one machine and measured in one run; "
         "\"straight\" is the scripted Ollama read directly, the floor. Every figure is the benchmark's client's view.",
@@ -935,11 +947,10 @@ async def run_main(args):
         "Open WebUI is not measured: `pip install open-webui` did not finish on this machine in 8 minutes "
         "(it resolves over 200 packages, among them a 539 MB PyTorch wheel); see docs/FIGURES.md.",
         "",
-        f"Command: `{'BENCH_SHORT=1 ' if short else ''}make bench`, {time.strftime('%Y-%m-%d', time.gmtime())}, "
-        f"{round(time.time() - cfg['started'])} s from start to end (stacks started, measured, written). "
-        f"Machine: {machine}{', ' + cpu if cpu else ''}, load average {cfg['load_before']} before `make bench` started anything. "
-        f"Commit: {cfg.get('commit', 'unknown')}. "
-        f"LiteLLM {cfg.get('litellm_version') or 'not run'}.",
+        f"Command: `{'BENCH_SHORT=1 ' if short else ''}make bench`, {meta['date']}, "
+        f"{meta['seconds']} s from start to end (stacks started, measured, written). "
+        f"Machine: {meta['machine']}, load average {meta['load_before']} before `make bench` started anything. "
+        f"Commit: {meta['commit']}. LiteLLM {meta['litellm']}.",
         "",
     ]
     head += [f"![{f}]({f})" for f in files] + [""]
@@ -957,8 +968,13 @@ def main():
     relay.add_argument("--ports", required=True, help="file the relay writes its two ports to, as JSON")
     run = sub.add_parser("run")
     run.add_argument("--config", required=True)
+    report = sub.add_parser("report", help="render README.md and the charts again from a run's results.json")
+    report.add_argument("--results", required=True)
     args = parser.parse_args()
-    asyncio.run(relay_main(args) if args.cmd == "relay" else run_main(args))
+    if args.cmd == "report":
+        write_report(json.loads(Path(args.results).read_text()), Path(args.results).parent)
+    else:
+        asyncio.run(relay_main(args) if args.cmd == "relay" else run_main(args))
 
 
 if __name__ == "__main__":
