@@ -920,13 +920,14 @@ async def run_main(args):
 
 def write_report(res, out):
     """Prints the tables; writes them with the charts to `out` (README.md, *.svg)."""
-    md = summary(res) + "\n" + tables(res)
-    print(md)
+    first, md = summary(res), tables(res)
+    print(first + "\n" + md)
     files = charts(res, out)
     meta, short = res["meta"], res["short"]
     head = [
         "# Benchmark: what LlmChat adds on top of the model",
         "",
+        first,
         "Written by `make bench` (scripts/bench.sh, scripts/bench.py); do not edit by hand. "
         f"{'Short form (BENCH_SHORT=1): too few sends for the tails. ' if short else ''}"
         f"{res['build'].capitalize()} builds of the functions under the local Lambda runtime (`llmchat-local`), DynamoDB Local, "
