@@ -9,7 +9,7 @@
 
 SCRIPTS := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))/scripts
 
-.PHONY: help dev test soak contract-test client-tests browser-tests api-key revoke-key quota openapi deploy-check figures figures-durable e2e-real
+.PHONY: help dev test soak contract-test client-tests browser-tests api-key revoke-key quota openapi deploy-check figures figures-durable e2e-real bench
 
 help: ## Show this help
 	@echo 'Usage: make <target> [VAR=value ...]'
@@ -57,6 +57,9 @@ figures: ## Print bootstrap sizes and local cold-start figures (see docs/FIGURES
 
 figures-durable: ## Measure the follower's lag and a reply's writes; updates docs/FIGURES.md
 	@"$(SCRIPTS)/figures-durable.sh" --write
+
+bench: ## Benchmark vs the LLM straight and LiteLLM's proxy: prints tables, writes docs/bench/ (BENCH_SHORT=1: the short form)
+	@"$(SCRIPTS)/bench.sh"
 
 e2e-real: ## Full local stack against real model servers, BACKEND=ollama|openai|both (default), with overhead figures
 	@"$(SCRIPTS)/e2e-real.sh"

@@ -27,6 +27,8 @@
 #                      functions, which are built where cargo builds by default, and
 #                      log in colour. Otherwise changes are ignored and the build goes
 #                      to target/local-stack, clear of the build lock of a `cargo test`.
+#   --release          release builds (the deployed profile) instead of debug ones:
+#                      what `make bench` measures
 #
 # DIR holds the stack's pid files, logs (runtime.log, dynamodb-local.log), the
 # functions' settings (functions.env) and stack.env (what `env` prints); one stack
@@ -99,11 +101,11 @@ cmd_start() {
     shift
     local owner='' llm='' dynamodb="${LLMCHAT_TEST_DYNAMODB_ENDPOINT:-}" dynamodb_given=0 ddb_port='' table=''
     # Bound to loopback by default: the stack runs with fake credentials.
-    local port='' bind=127.0.0.1 concurrency=2 dev=0
+    local port='' bind=127.0.0.1 concurrency=2 dev=0 profile=debug
     local -a extra=()
     while (($# > 0)); do
-        if [[ $1 == --dev ]]; then
-            dev=1
+        if [[ $1 == --dev || $1 == --release ]]; then
+            [[ $1 == --dev ]] && dev=1 || profile=release
             shift
             continue
         fi
@@ -162,6 +164,7 @@ cmd_start() {
     # Every function, the admin tool and the local runtime, in one build
     # before anything starts: the runtime runs these binaries as they are.
     local -a functions bins=(--bin llmchat-admin --bin llmchat-local) quiet=(-q) routes
+    [[ $profile == debug ]] || bins+=(--release)
     local f
     mapfile -t functions < <(function_packages)
     ((${#functions[@]} > 0)) || die "no function packages under functions/"
@@ -179,7 +182,7 @@ cmd_start() {
     log "building llmchat-admin and the functions: ${functions[*]} (the first build takes minutes)"
     cargo build "${quiet[@]}" --manifest-path "$LLMCHAT_ROOT/Cargo.toml" "${bins[@]}"
     local admin
-    admin="$(cargo_target_dir)/debug/llmchat-admin"
+    admin="$(cargo_target_dir)/$profile/llmchat-admin"
 
     log "creating table $LLMCHAT_TABLE_NAME at $DYNAMODB_ENDPOINT"
     "$admin" create-table >&2
@@ -203,7 +206,7 @@ cmd_start() {
 
     [[ -n $port ]] || port="$(free_port)"
     local base="http://127.0.0.1:$port" bin_dir
-    bin_dir="$(cargo_target_dir)/debug"
+    bin_dir="$(cargo_target_dir)/$profile"
     # Every function's instances start now, from the binaries just built: no
     # request waits for an instance to start or for a build.
     local -a runtime_args=(--bind "$bind" --port "$port" --concurrency "$concurrency"

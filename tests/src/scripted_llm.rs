@@ -115,6 +115,9 @@ pub enum Step {
     /// Write these bytes as one chunk, whatever the dialect.
     Bytes(Vec<u8>),
     Sleep(Duration),
+    /// Wait until this long after the response's head was written (a pace
+    /// that does not drift with the timer's rounding, unlike `Sleep`).
+    Until(Duration),
     /// Drop the connection without finishing the response.
     Cut,
 }
@@ -127,7 +130,7 @@ impl Step {
             Step::Done => Some(dialect.done()),
             Step::ErrorLine(m) => Some(dialect.error_line(m)),
             Step::Bytes(b) => Some(b.clone()),
-            Step::Sleep(_) | Step::Cut => None,
+            Step::Sleep(_) | Step::Until(_) | Step::Cut => None,
         }
     }
 }
@@ -314,9 +317,11 @@ async fn serve(mut socket: TcpStream, dialect: Dialect, handler: Arc<Handler>, c
     if socket.write_all(head.as_bytes()).await.is_err() {
         return;
     }
+    let began = tokio::time::Instant::now();
     for step in script.steps {
         match step {
             Step::Sleep(d) => tokio::time::sleep(d).await,
+            Step::Until(d) => tokio::time::sleep_until(began + d).await,
             Step::Cut => return,
             step => {
                 let bytes = step.bytes(dialect).unwrap_or_default();

@@ -11,6 +11,11 @@
 //! dropped), `error` (an error line), `hang` (silence for `SOAK_HANG`, past
 //! the soak stack's idle timeout), `slow` (20 ms between tokens throughout).
 //! The soak's auditor knows from the marker what the model sent.
+//!
+//! `[bench N RATE]` (the benchmark, scripts/bench.py) asks for N tokens `w0 `,
+//! `w1 `, … paced at RATE tokens a second from the first one, which goes out
+//! at once: token i is written i/RATE seconds after the response began, so a
+//! reader can tell how late each arrives. RATE 0: no pause at all.
 //! Prints its base URL on the first line of stdout.
 //!
 //! `scripted-ollama [PORT]` (default: a free port)
@@ -26,6 +31,8 @@ const SLOW: &str = "[slow]";
 const ECHO: &str = "[echo]";
 /// The soak's marker: `[soak N FAULT]`.
 const SOAK: &str = "[soak ";
+/// The benchmark's marker: `[bench N RATE]`.
+const BENCH: &str = "[bench ";
 /// Silence of a `hang` fault: longer than the soak stack's idle timeout.
 const SOAK_HANG: Duration = Duration::from_secs(4);
 
@@ -58,13 +65,31 @@ fn soak(message: &str) -> Option<Script> {
     Some(Script { status: 200, steps })
 }
 
+/// The paced reply the benchmark's marker in `message` asks for, if it has one.
+fn bench(message: &str) -> Option<Script> {
+    let spec = &message[message.find(BENCH)? + BENCH.len()..];
+    let spec = &spec[..spec.find(']')?];
+    let (count, rate) = spec.split_once(' ')?;
+    let count: u32 = count.parse().ok()?;
+    let rate: f64 = rate.parse().ok().filter(|r: &f64| r.is_finite() && *r >= 0.0)?;
+    let mut steps = Vec::with_capacity(2 * count as usize + 1);
+    for i in 0..count {
+        if rate > 0.0 && i > 0 {
+            steps.push(Step::Until(Duration::from_secs_f64(f64::from(i) / rate)));
+        }
+        steps.push(Step::Token(format!("w{i} ")));
+    }
+    steps.push(Step::Done);
+    Some(Script { status: 200, steps })
+}
+
 fn script(request: &Value) -> Script {
     if request["model"] != MODEL {
         let body = format!(r#"{{"error":"model '{}' not found"}}"#, request["model"].as_str().unwrap_or_default());
         return Script { status: 404, steps: vec![Step::Bytes(body.into_bytes())] };
     }
     let last = request["messages"].as_array().and_then(|m| m.last()).and_then(|m| m["content"].as_str()).unwrap_or_default();
-    if let Some(script) = soak(last) {
+    if let Some(script) = soak(last).or_else(|| bench(last)) {
         return script;
     }
     if last.contains(SLOW) {
