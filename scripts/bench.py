@@ -474,9 +474,12 @@ class Bench:
 
 
 def analyse_breakdown(windows, events, relay_floor, direct_floor):
-    """Each send's timeline: the DynamoDB requests before the model call, the
-    call, its first token, and the client's first token."""
-    per_segment = {}
+    """Each send's timeline, from the client's send to its first token: the
+    DynamoDB requests made before that token (when each started, how long it
+    took; some run at once), the model call to its first token, and the last
+    step, from the later of the commit and the model's first token to the
+    client's first token."""
+    steps = {}
     order = []
     op_counts = []
     skipped = 0
@@ -491,44 +494,43 @@ def analyse_breakdown(windows, events, relay_floor, direct_floor):
             continue
         call = calls[0]
         token = next((e for e in inside if e["kind"] == "llm" and e["what"] == "token" and e["conn"] == call["conn"]), None)
-        ddb = sorted((e for e in inside if e["kind"] == "ddb" and e["t"] <= call["t"]), key=lambda e: e["t"])
+        if token is None:
+            skipped += 1
+            continue
         ops = []
         pending = {}
-        for e in ddb:
+        for e in sorted((e for e in inside if e["kind"] == "ddb"), key=lambda e: e["t"]):
             if e["what"] == "request":
                 pending[e["conn"]] = e
             elif e["conn"] in pending:
                 req = pending.pop(e["conn"])
                 label = f"{req['target']} {req['about']}".strip() if req.get("about") else req["target"]
                 ops.append((label, req["t"], e["t"]))
-        if token is None:
-            skipped += 1
-            continue
         ops.sort(key=lambda o: o[1])
         op_counts.append(len(ops))
-        segments = []
-        cursor = r.started
+        first_request = min([t0 for _, t0, _ in ops] + [call["t"]])
+        timeline = [("runtime and function, to the first request", r.started, first_request)]
         seen = {}
         for target, t0, t1 in ops:
             seen[target] = seen.get(target, 0) + 1
             name = target if seen[target] == 1 else f"{target} #{seen[target]}"
-            segments.append((f"before {name} (runtime, function)", t0 - cursor))
-            segments.append((f"{name} (DynamoDB)", t1 - t0))
-            cursor = max(cursor, t1)
-        segments.append(("before the model call (function)", call["t"] - cursor))
-        segments.append(("model: call to first token (floor)", token["t"] - call["t"]))
-        segments.append(("relay: first token to the client (function, runtime)", r.first - token["t"]))
-        for name, d in segments:
-            if name not in per_segment:
-                per_segment[name] = []
+            timeline.append((f"{name} (DynamoDB)", t0, t1))
+        timeline.append(("model: call to its first token", call["t"], token["t"]))
+        ready = max([t1 for _, _, t1 in ops] + [token["t"]])
+        timeline.append(("relay: to the client's first token (function, runtime)", ready, r.first))
+        for name, t0, t1 in timeline:
+            if name not in steps:
+                steps[name] = ([], [])
                 order.append(name)
-            per_segment[name].append(d)
+            steps[name][0].append(t0 - r.started)
+            steps[name][1].append(t1 - t0)
     relay_cost = {op: pct(relay_floor[op], 50) - pct(direct_floor[op], 50) for op in Floor.OPS}
+    order.sort(key=lambda name: pct(steps[name][0], 50))
     return {
         "sends": len(windows) - skipped,
         "skipped": skipped,
-        "ops_before_model": statistics.mode(op_counts) if op_counts else None,
-        "segments": [(name, pct(per_segment[name], 50), len(per_segment[name])) for name in order],
+        "ops_before_first_token": statistics.mode(op_counts) if op_counts else None,
+        "steps": [(name, pct(steps[name][0], 50), pct(steps[name][1], 50), len(steps[name][0])) for name in order],
         "ttft_p50": pct([r.ttft for r in windows if r.ttft is not None], 50),
         "relay_cost_per_op": relay_cost,
     }
@@ -677,6 +679,12 @@ def concurrency_summary(results):
 # ---------------------------------------------------------------- report
 
 
+def critical_path(floor):
+    """The contract's three requests as LlmChat makes them: the key's GetItem
+    and the session's Query at once, then the transaction."""
+    return max(floor["GetItem"], floor["Query"]) + floor["TransactWriteItems"]
+
+
 def summary(res):
     """The figures a reader compares first, in two sentences."""
     t, lite = res["ttft"]["llmchat"], res["ttft"].get("litellm")
@@ -713,20 +721,25 @@ def tables(res):
               + f" (a TransactWriteItems of one item). Before the model is called, the contract requires 3 requests: "
               f"the API key's GetItem, the session's Query and the exchange's TransactWriteItems (the code adds a fourth, "
               f"see docs/ARCHITECTURE.md, \"Reads and writes per request\", and the breakdown below); "
-              f"the sum of those 3, the floor: {fmt(ms(floor['total']), ' ms', 2)}. "
+              f"the sum of those 3, the floor: {fmt(ms(floor['total']), ' ms', 2)}; with the key's GetItem and the Query made at once, "
+              f"as LlmChat makes them, the floor's critical path is the longer of the two plus the TransactWriteItems: "
+              f"{fmt(ms(critical_path(floor)), ' ms', 2)}. "
               f"LlmChat's added p50 is {ratio(t['llmchat'].get('added_p50'), floor['GetItem'], 1)} GetItem round trips, "
-              f"{ratio(t['llmchat'].get('added_p50'), floor['total'])} × the contract's floor.\n")
+              f"{ratio(t['llmchat'].get('added_p50'), floor['total'])} × the contract's floor, "
+              f"{ratio(t['llmchat'].get('added_p50'), critical_path(floor))} × its critical path.\n")
     b = res.get("breakdown")
     if b:
         md.append(f"### Where LlmChat's time to first token goes (traced stack, {b['sends']} sends, medians)\n")
-        md.append(f"DynamoDB requests before the model call, as observed: {b['ops_before_model']} (the contract's 3 "
-                  "and any the code adds; each is named by its operation and its key's prefixes). The traced stack reaches DynamoDB "
+        md.append(f"DynamoDB requests before the first token, as observed: {b['ops_before_first_token']} (the contract's 3 "
+                  "and any the code adds; each is named by its operation and its key's prefixes). Each step is given by when it "
+                  "started after the send and how long it took (medians of each); steps that overlap ran at the same time. "
+                  "The traced stack reaches DynamoDB "
                   f"and the LLM through a timing relay, which adds about {fmt(ms(statistics.mean(b['relay_cost_per_op'].values())), ' ms', 2)} "
                   f"to each DynamoDB request (measured in the same pass); its TTFT p50 is {fmt(ms(b['ttft_p50']), ' ms', 2)}.\n")
-        md.append("| segment | p50 | sends |")
-        md.append("|---|---|---|")
-        for name, d, n in b["segments"]:
-            md.append(f"| {name} | {fmt(ms(d), ' ms', 2)} | {n} |")
+        md.append("| step | starts at | takes | ends at | sends |")
+        md.append("|---|---|---|---|---|")
+        for name, t0, d, n in b["steps"]:
+            md.append(f"| {name} | {fmt(ms(t0), ' ms', 2)} | {fmt(ms(d), ' ms', 2)} | {fmt(ms(t0 + d), ' ms', 2)} | {n} |")
         md.append("")
     md.append("### Relay throughput (tokens/s through the path ÷ tokens/s straight from the LLM, same run)\n")
     md.append("| LLM rate | tokens | " + " | ".join(f"{LABEL[x]} tok/s" for x in res["targets"])
@@ -812,15 +825,16 @@ def charts(res, out):
 
     b = res.get("breakdown")
     if b:
-        fig, ax = plt.subplots(figsize=(8, 4))
-        left = 0.0
+        steps = b["steps"]
+        fig, ax = plt.subplots(figsize=(8, 0.9 + 0.42 * len(steps)))
         cmap = plt.get_cmap("tab20")
-        for i, (name, d, _) in enumerate(b["segments"]):
-            ax.barh([0], [ms(d)], left=left, color=cmap(i % 20), label=f"{name}: {ms(d):.2f} ms")
-            left += ms(d)
-        ax.set_yticks([])
-        ax.set_title("Where LlmChat's time to first token goes (ms, medians, traced stack)")
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
+        for i, (name, t0, d, _) in enumerate(steps):
+            ax.barh([i], [ms(d)], left=ms(t0), color=cmap(i % 20))
+            ax.text(ms(t0 + d) + 0.1, i, f"{ms(d):.2f} ms", va="center", fontsize=7)
+        ax.set_yticks(range(len(steps)), [name for name, *_ in steps], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel("ms after the send (medians)")
+        ax.set_title("Where LlmChat's time to first token goes (traced stack)")
         save(fig, "breakdown.svg")
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 4))

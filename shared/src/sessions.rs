@@ -282,7 +282,8 @@ mod tests {
         let listed = list(&app.store, &alice(), 10, None).await.unwrap();
         assert_eq!(listed.items.iter().map(|s| s.id).collect::<Vec<_>>(), [kept.id]);
         let send = SendMessage { content: "hi".into(), client_message_id: None, options: None, turn: Default::default() };
-        let sent = chat::begin(&app.store, &app.config, &alice(), session.id, send).await;
+        let reads = chat::read_for_send(&app.store, &app.config, session.id).await;
+        let sent = chat::begin(&app.store, &crate::testing::ScriptedModel::default(), &app.config, &alice(), reads, send).await;
         assert!(matches!(sent, Err(ChatError::NotFound(_))), "a send after the DELETE: {sent:?}");
         assert!(matches!(delete(&app.store, &alice(), session.id).await, Err(SessionError::NotFound)));
         // …while the request itself removed nothing: that is the purge's work.

@@ -122,6 +122,8 @@ pub enum Step {
 #[derive(Clone, Default)]
 pub struct ScriptedModel {
     script: Vec<Step>,
+    /// When set, the script of each call, from what it asks.
+    answer: Option<Arc<dyn Fn(&ChatRequest) -> Vec<Step> + Send + Sync>>,
     requests: Arc<Mutex<Vec<ChatRequest>>>,
     dropped_early: Arc<Mutex<u32>>,
 }
@@ -129,6 +131,11 @@ pub struct ScriptedModel {
 impl ScriptedModel {
     pub fn new(script: Vec<Step>) -> Self {
         ScriptedModel { script, ..Default::default() }
+    }
+
+    /// A model whose reply to each call is `answer` of what the call asks.
+    pub fn answering(answer: impl Fn(&ChatRequest) -> Vec<Step> + Send + Sync + 'static) -> Self {
+        ScriptedModel { answer: Some(Arc::new(answer)), ..Default::default() }
     }
 
     /// The requests it was sent, in order.
@@ -143,6 +150,7 @@ impl ScriptedModel {
 }
 
 /// A stream of a [`ScriptedModel`].
+#[derive(Debug)]
 pub struct ScriptedStream {
     steps: VecDeque<Step>,
     /// The end of the pause under way, kept so that a dropped `next` resumes it.
@@ -153,13 +161,17 @@ pub struct ScriptedStream {
 impl ChatModel for ScriptedModel {
     type Stream = ScriptedStream;
 
-    async fn chat_stream(&self, request: &ChatRequest) -> Result<ScriptedStream, LlmError> {
+    fn chat_stream(&self, request: &ChatRequest) -> impl Future<Output = Result<ScriptedStream, LlmError>> + Send + 'static {
         self.requests.lock().unwrap().push(request.clone());
-        Ok(ScriptedStream {
-            steps: self.script.iter().cloned().collect(),
+        let steps = match &self.answer {
+            Some(answer) => answer(request),
+            None => self.script.clone(),
+        };
+        std::future::ready(Ok(ScriptedStream {
+            steps: steps.into(),
             pause_until: None,
             dropped_early: self.dropped_early.clone(),
-        })
+        }))
     }
 
     async fn models(&self) -> Result<Vec<ModelInfo>, LlmError> {

@@ -17,7 +17,7 @@ use lambda_http::http::header::HeaderValue;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Request, Response};
 use lambda_runtime::streaming::Body;
-use llmchat::chat::{self, Begun, Delta, Followed, Pending, Position};
+use llmchat::chat::{self, Begun, Delta, Followed, Pending, Position, SendReads};
 use llmchat::domain::Timestamp;
 use llmchat::http::invocation::Generations;
 use llmchat::http::sse::{self, MessageCreated, ReplyDelta, StreamError, StreamEvent};
@@ -41,7 +41,10 @@ pub async fn handle<S: Store + 'static, M: ChatModel>(
     let request_id = api::request_id(&req);
     let shared = app.clone();
     api::serve(&app.config, req, |req| async move {
-        let owner = api::auth::authenticate(shared.config.auth_mode, &shared.store, &req).await?;
+        // A send's reads go on while the key is checked; `chat::begin` matches them with the caller.
+        let sending = api::session_route(&req, &Method::POST, &["messages", "stream"]);
+        let reads = sending.map(|id| chat::read_for_send(&shared.store, &shared.config, id));
+        let (owner, reads) = api::auth::authenticate_during(shared.config.auth_mode, &shared.store, &req, reads).await?;
         let segments = api::segments_after(&req, "sessions").ok_or(ApiError::NotFound("route"))?;
         let (id, reply_id) = match segments.as_slice() {
             [id, "messages", "stream"] => (*id, None),
@@ -51,7 +54,7 @@ pub async fn handle<S: Store + 'static, M: ChatModel>(
         let session_id = api::session_id(id)?;
         api::record_session(&session_id);
         match (reply_id, req.method()) {
-            (None, &Method::POST) => send(shared, generations, session_id, &owner, &req, request_id).await,
+            (None, &Method::POST) => send(shared, generations, session_id, reads, &owner, &req, request_id).await,
             (Some(reply_id), &Method::GET) => {
                 let reply_id = api::message_id(reply_id)?;
                 resume(shared, session_id, reply_id, &owner, &req, request_id).await
@@ -63,16 +66,22 @@ pub async fn handle<S: Store + 'static, M: ChatModel>(
 }
 
 /// `POST …/messages/stream`: a new exchange, its reply streamed as it is generated.
+#[allow(clippy::too_many_arguments)]
 async fn send<S: Store + 'static, M: ChatModel>(
     app: Arc<App<S, M>>,
     generations: Generations,
     session_id: Uuid,
+    reads: Option<SendReads>,
     owner: &llmchat::domain::OwnerId,
     req: &Request,
     request_id: String,
 ) -> Result<Response<Body>, ApiError> {
     let input = api::json_body(req)?;
-    let begun = chat::begin(&app.store, &app.config, owner, session_id, input).await?;
+    let reads = match reads {
+        Some(reads) => reads,
+        None => chat::read_for_send(&app.store, &app.config, session_id).await,
+    };
+    let begun = chat::begin(&app.store, &app.llm, &app.config, owner, reads, input).await?;
     let (events, body) = sse::channel(app.config.sse_keepalive);
     match begun {
         Begun::Replay { user, reply } => {
@@ -95,7 +104,7 @@ async fn send<S: Store + 'static, M: ChatModel>(
 /// Generates the reply, turning its progress into stream events.
 async fn produce<S: Store, M: ChatModel>(
     app: Arc<App<S, M>>,
-    pending: Pending,
+    pending: Pending<M::Stream>,
     events: UnboundedSender<StreamEvent>,
     request_id: String,
 ) {
@@ -107,7 +116,7 @@ async fn produce<S: Store, M: ChatModel>(
     }));
     let deltas = events.clone();
     let mut end = 0;
-    let generated = chat::generate(&app.store, &app.llm, &app.config, pending, move |delta| {
+    let generated = chat::generate(&app.store, &app.config, pending, move |delta| {
         // The reader may be gone; the reply is generated and stored all the same.
         let _ = deltas.send(match delta {
             Delta::Thinking(text) => {

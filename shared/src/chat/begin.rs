@@ -1,50 +1,104 @@
 //! Step one of a send: check, fit the context, and store the exchange.
 
+use std::sync::Arc;
+
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::context;
 use super::quota::{self, Claimed};
-use super::{Begun, ChatError, LEASE_GRACE, Pending};
+use super::{Begun, ChatError, LEASE_GRACE, Opening, Pending};
 use crate::config::Config;
 use crate::domain::limits::MAX_HISTORY_MESSAGES;
-use crate::domain::{Message, MessageStatus, ModelOptions, OwnerId, SendMessage, Timestamp};
-use crate::llm::ChatRequest;
+use crate::domain::{Message, MessageStatus, ModelOptions, OwnerId, QuotaLimits, Role, SendMessage, Timestamp};
+use crate::llm::{ChatModel, ChatRequest};
 use crate::store::meter::{Meter, metered};
-use crate::store::{BeginError, IdempotencyRecord, MessageRepository, QuotaRepository, StoreError};
+use crate::store::{BeginError, IdempotencyRecord, MessageRepository, QuotaRepository, SendState, StoreError};
 
-/// Checks the send, fits the context and stores the exchange with the owner's
-/// quota claim (all or nothing); the DynamoDB capacity it uses is counted on
-/// the reply's meter.
-pub async fn begin<S: MessageRepository + QuotaRepository>(
-    store: &S,
-    config: &Config,
-    owner: &OwnerId,
+/// What a send reads before it is judged, read while the caller's key is
+/// checked: the session with its newest messages (one Query), then the
+/// quotas of the session's owner (one GetItem). [`begin`] matches the
+/// session's owner with the caller before it uses any of it.
+pub struct SendReads {
     session_id: Uuid,
-    input: SendMessage,
-) -> Result<Begun, ChatError> {
-    let meter = Meter::new();
-    // Boxed: the send path's futures nest deeply, and a debug build's stack is small.
-    metered(meter.clone(), Box::pin(begin_metered(store, config, owner, session_id, input, meter))).await
+    state: Result<SendState, StoreError>,
+    /// Read only when the session was.
+    limits: Option<Result<QuotaLimits, ChatError>>,
+    /// The send's DynamoDB capacity, from these reads on.
+    meter: Arc<Meter>,
 }
 
-async fn begin_metered<S: MessageRepository + QuotaRepository>(
+impl SendReads {
+    /// Whether the session was read and is `owner`'s.
+    fn owned_by(&self, owner: &OwnerId) -> Result<bool, ChatError> {
+        match &self.state {
+            Ok(state) => Ok(&state.session.owner == owner),
+            Err(StoreError::NotFound) => Ok(false),
+            Err(e) => Err(ChatError::Storage(StoreError::Unavailable(e.to_string()))),
+        }
+    }
+}
+
+/// The reads of a send to `session_id`, for [`begin`]; they may start
+/// before the caller is known (see [`SendReads`]).
+pub async fn read_for_send<S: MessageRepository + QuotaRepository>(store: &S, config: &Config, session_id: Uuid) -> SendReads {
+    let meter = Meter::new();
+    let reads = async {
+        let state = store.load_for_send(session_id, MAX_HISTORY_MESSAGES).await;
+        let limits = match &state {
+            Ok(state) => Some(quota::limits(store, config, &state.session.owner).await),
+            Err(_) => None,
+        };
+        (state, limits)
+    };
+    let (state, limits) = metered(meter.clone(), Box::pin(reads)).await;
+    SendReads { session_id, state, limits, meter }
+}
+
+/// Checks the send against `reads`, fits the context and stores the exchange
+/// with the owner's quota claim (all or nothing); the DynamoDB capacity it
+/// uses is counted on the reply's meter. The model is called while the
+/// exchange's transaction commits: nothing it says is read before the
+/// commit has succeeded, and the call is dropped if the commit fails.
+pub async fn begin<S: MessageRepository + QuotaRepository, M: ChatModel>(
     store: &S,
+    llm: &M,
     config: &Config,
     owner: &OwnerId,
-    session_id: Uuid,
+    reads: SendReads,
     input: SendMessage,
-    meter: std::sync::Arc<Meter>,
-) -> Result<Begun, ChatError> {
+) -> Result<Begun<M::Stream>, ChatError> {
+    let meter = reads.meter.clone();
+    // Boxed: the send path's futures nest deeply, and a debug build's stack is small.
+    metered(meter, Box::pin(begin_metered(store, llm, config, owner, reads, input))).await
+}
+
+async fn begin_metered<S: MessageRepository + QuotaRepository, M: ChatModel>(
+    store: &S,
+    llm: &M,
+    config: &Config,
+    owner: &OwnerId,
+    reads: SendReads,
+    input: SendMessage,
+) -> Result<Begun<M::Stream>, ChatError> {
     let fingerprint = fingerprint(&input);
     let key = stored_key(&input).map(str::to_owned);
-    match (start(store, config, owner, session_id, input, &fingerprint, meter).await, key) {
+    let session_id = reads.session_id;
+    let owned = reads.owned_by(owner);
+    match (start(store, llm, config, owner, reads, input, &fingerprint).await, key) {
         // A retry of a send that was stored answers what was stored, even if the
         // same request would be refused now (the deployment's limits or quotas
         // changed since): the contract's "same id, same content" is a replay.
         // Only refusals look, so a new send costs no extra read.
         (Err(refusal), Some(key)) if is_refusal(&refusal) => {
-            Ok(replay_if_stored(store, owner, session_id, &key, &fingerprint).await?.ok_or(refusal)?)
+            // The owner's session only: a record is never shown to another caller.
+            if !owned? {
+                return Err(refusal);
+            }
+            match store.get_idempotency(session_id, &key).await? {
+                Some(record) => replay_record(store, session_id, record, &fingerprint).await,
+                None => Err(refusal),
+            }
         }
         (result, _) => result,
     }
@@ -65,38 +119,23 @@ fn stored_key(input: &SendMessage) -> Option<&str> {
     alone.validate().is_ok().then_some(key)
 }
 
-/// The exchange stored under `key` in the owner's session, if there is one.
-async fn replay_if_stored<S: MessageRepository>(
-    store: &S,
-    owner: &OwnerId,
-    session_id: Uuid,
-    key: &str,
-    fingerprint: &str,
-) -> Result<Option<Begun>, ChatError> {
-    // The owner's session only: a record is never shown to another caller.
-    match store.load_for_send(owner, session_id, 0).await {
-        Ok(_) => {}
-        Err(StoreError::NotFound) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    }
-    match store.get_idempotency(session_id, key).await? {
-        Some(record) => replay_record(store, session_id, record, fingerprint).await.map(Some),
-        None => Ok(None),
-    }
-}
-
 /// The send as this deployment judges it now: checked, fitted and stored.
-async fn start<S: MessageRepository + QuotaRepository>(
+#[allow(clippy::too_many_arguments)]
+async fn start<S: MessageRepository + QuotaRepository, M: ChatModel>(
     store: &S,
+    llm: &M,
     config: &Config,
     owner: &OwnerId,
-    session_id: Uuid,
+    reads: SendReads,
     input: SendMessage,
     fingerprint: &str,
-    meter: std::sync::Arc<Meter>,
-) -> Result<Begun, ChatError> {
+) -> Result<Begun<M::Stream>, ChatError> {
     input.validate().map_err(|e| ChatError::Invalid(e.0))?;
-    let state = store.load_for_send(owner, session_id, MAX_HISTORY_MESSAGES).await?;
+    let SendReads { session_id, state, limits, meter } = reads;
+    let state = state?;
+    if &state.session.owner != owner {
+        return Err(ChatError::NotFound("session"));
+    }
     let now = Timestamp::now();
 
     if state.recent.first().is_some_and(|m| m.is_live(now)) {
@@ -105,6 +144,14 @@ async fn start<S: MessageRepository + QuotaRepository>(
             return replay(store, session_id, id, fingerprint).await;
         }
         return Err(ChatError::ReplyInProgress);
+    }
+
+    // A retry of an exchange still in the window is answered from the store:
+    // no transaction to fail, and no model call to start and drop.
+    if let Some(id) = &input.client_message_id
+        && state.recent.iter().any(|m| m.role == Role::User && m.client_message_id.as_ref() == Some(id))
+    {
+        return replay(store, session_id, id, fingerprint).await;
     }
 
     // A reply left `streaming` past its lease lost its writer: this send stores it as `incomplete`.
@@ -141,9 +188,14 @@ async fn start<S: MessageRepository + QuotaRepository>(
         reply_seq: reply.seq,
     });
 
-    let limits = quota::limits(store, config, owner).await?;
+    let limits = limits.ok_or(ChatError::NotFound("session"))??;
     let prompt_estimate = u64::from(fitted.budgeted_tokens);
     let claim = quota::claim(owner, limits, quota::reply_slot(session_id, reply.seq), prompt_estimate + u64::from(reserve), now)?;
+    let request = ChatRequest { model: model.clone(), messages: fitted.turns, options };
+    // The model starts on the prompt while the exchange commits; returning
+    // early below drops the call. An owner a quota refused lately waits for
+    // the commit, so a client at its limit costs the model nothing.
+    let early = (!quota::refused_lately(owner)).then(|| Opening::start(llm, &request));
     let mut freed = false;
     loop {
         match store.begin_exchange(&session, expected_seq, &user, &reply, idempotency.as_ref(), abandoned, &claim).await {
@@ -157,12 +209,12 @@ async fn start<S: MessageRepository + QuotaRepository>(
             Err(BeginError::Quota(crate::domain::Quota::ActiveReplies)) if !freed && quota::free_dead_slots(store, owner).await? => {
                 freed = true;
             }
-            Err(BeginError::Quota(q)) => return Err(quota::refusal(q, now)),
+            Err(BeginError::Quota(q)) => return Err(quota::refused_by_commit(owner, q, now)),
             Err(BeginError::Store(e)) => return Err(e.into()),
         }
     }
     tracing::info!(user_seq = user.seq, reply_seq = reply.seq, truncated = fitted.truncated, "exchange stored");
-    let (backend, bare) = config.resolve_model(&model);
+    let (backend, bare) = config.resolve_model(&request.model);
     let claimed = Claimed {
         claim,
         meter,
@@ -170,29 +222,29 @@ async fn start<S: MessageRepository + QuotaRepository>(
         model: format!("{backend}/{bare}"),
         backend: backend.to_owned(),
     };
-    let request = ChatRequest { model, messages: fitted.turns, options };
+    let opening = early.unwrap_or_else(|| Opening::start(llm, &request));
     let uncalibrated_estimate = u64::from(fitted.estimated_tokens);
-    Ok(Begun::New(Pending { user, reply, request, claimed, prompt_estimate, uncalibrated_estimate }))
+    Ok(Begun::New(Pending { user, reply, opening, claimed, prompt_estimate, uncalibrated_estimate }))
 }
 
 /// The original exchange behind a repeated `client_message_id`.
-async fn replay<S: MessageRepository>(
+async fn replay<S: MessageRepository, St>(
     store: &S,
     session_id: Uuid,
     client_message_id: &str,
     fingerprint: &str,
-) -> Result<Begun, ChatError> {
+) -> Result<Begun<St>, ChatError> {
     let record = store.get_idempotency(session_id, client_message_id).await?.ok_or(ChatError::ReplyInProgress)?;
     replay_record(store, session_id, record, fingerprint).await
 }
 
 /// The exchange `record` names, if `fingerprint` says it is the same request.
-async fn replay_record<S: MessageRepository>(
+async fn replay_record<S: MessageRepository, St>(
     store: &S,
     session_id: Uuid,
     record: IdempotencyRecord,
     fingerprint: &str,
-) -> Result<Begun, ChatError> {
+) -> Result<Begun<St>, ChatError> {
     if record.fingerprint != fingerprint {
         return Err(ChatError::IdempotencyKeyReused);
     }

@@ -7,7 +7,7 @@ use super::{ChatError, Delta, LEASE_GRACE, LEASE_RENEW_INTERVAL, LOG_FLUSH_BYTES
 use crate::config::Config;
 use crate::domain::limits::MAX_REPLY_BYTES;
 use crate::domain::{Message, MessageStatus, Timestamp};
-use crate::llm::{ChatEvent, ChatModel, Completion, LlmError, ReplyStream, TimeoutPhase};
+use crate::llm::{ChatEvent, Completion, LlmError, ReplyStream, TimeoutPhase};
 use crate::store::meter::metered;
 use crate::store::{LogPart, MessageRepository, StoreError};
 
@@ -67,29 +67,27 @@ struct Log {
 /// text as it arrives; whatever it does (a client may be gone), generation
 /// goes on. Thinking that comes after the reply's text has begun is not kept
 /// (models think first; positions count thinking, then text).
-pub async fn generate<S: MessageRepository, M: ChatModel>(
+pub async fn generate<S: MessageRepository, St: ReplyStream + 'static>(
     store: &S,
-    llm: &M,
     config: &Config,
-    pending: Pending,
+    pending: Pending<St>,
     on_delta: impl FnMut(Delta<'_>),
 ) -> Generated {
     let meter = pending.claimed.meter.clone();
-    metered(meter, Box::pin(generate_metered(store, llm, config, pending, on_delta))).await
+    metered(meter, Box::pin(generate_metered(store, config, pending, on_delta))).await
 }
 
-async fn generate_metered<S: MessageRepository, M: ChatModel>(
+async fn generate_metered<S: MessageRepository, St: ReplyStream + 'static>(
     store: &S,
-    llm: &M,
     config: &Config,
-    pending: Pending,
+    pending: Pending<St>,
     mut on_delta: impl FnMut(Delta<'_>),
 ) -> Generated {
-    let Pending { mut reply, request, claimed, prompt_estimate, uncalibrated_estimate, .. } = pending;
-    let started = Instant::now();
+    let Pending { mut reply, opening, claimed, prompt_estimate, uncalibrated_estimate, .. } = pending;
+    let started = opening.called_at;
     let mut first_output: Option<Instant> = None;
     let mut log = Log { flushed: 0, next_part: 0, waiting_since: None, last_write: Instant::now() };
-    let stop = match llm.chat_stream(&request).await {
+    let stop = match opening.call.await {
         Err(e) => Stop::Failed(e),
         Ok(mut stream) => {
             loop {

@@ -21,8 +21,12 @@
 
 use std::time::Duration;
 
+use futures::FutureExt;
+use futures::future::RemoteHandle;
+use tokio::time::Instant;
+
 use crate::domain::Message;
-use crate::llm::{ChatRequest, LlmError};
+use crate::llm::{ChatModel, ChatRequest, LlmError};
 use crate::store::StoreError;
 
 mod begin;
@@ -32,7 +36,7 @@ mod generate;
 pub mod quota;
 mod relay;
 
-pub use begin::begin;
+pub use begin::{SendReads, begin, read_for_send};
 pub use control::{
     CANCEL_WAIT, Cancelled, FOLLOW_POLL_INTERVAL, Followed, Position, cancel, check_position, delete_exchange, follow, locate_reply,
 };
@@ -58,12 +62,36 @@ pub enum Delta<'a> {
     Content(&'a str),
 }
 
-/// An exchange stored and ready for the model.
+/// A model call started by a send: it runs on its own (so it progresses while
+/// the exchange commits) and is abandoned, its connection closed, when this
+/// is dropped.
+pub struct Opening<St> {
+    call: RemoteHandle<Result<St, LlmError>>,
+    /// When the model was called: its time to first token counts from here.
+    called_at: Instant,
+}
+
+impl<St: Send + 'static> Opening<St> {
+    /// Calls the model now.
+    fn start<M: ChatModel<Stream = St>>(llm: &M, request: &ChatRequest) -> Self {
+        let (call, handle) = llm.chat_stream(request).remote_handle();
+        tokio::spawn(call);
+        Opening { call: handle, called_at: Instant::now() }
+    }
+}
+
+impl<St> std::fmt::Debug for Opening<St> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opening").field("called_at", &self.called_at).finish_non_exhaustive()
+    }
+}
+
+/// An exchange stored and ready for the model, which has been called.
 #[derive(Debug)]
-pub struct Pending {
+pub struct Pending<St> {
     pub user: Message,
     pub reply: Message,
-    request: ChatRequest,
+    opening: Opening<St>,
     /// The owner's quota claim this reply settles when it ends.
     claimed: quota::Claimed,
     /// The prompt's estimated tokens, calibrated (what is settled when the backend reports none).
@@ -75,9 +103,9 @@ pub struct Pending {
 
 /// What a send turned out to be.
 #[derive(Debug)]
-pub enum Begun {
+pub enum Begun<St> {
     /// A new exchange: generate its reply.
-    New(Pending),
+    New(Pending<St>),
     /// A retry of an exchange already made: the stored user message and reply.
     Replay { user: Message, reply: Message },
 }

@@ -1,7 +1,9 @@
 //! An owner's quotas around a model call: the claim taken before the model
 //! is called (in the same write as the exchange), and its settlement after.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
@@ -67,6 +69,40 @@ pub fn refusal(quota: Quota, now: Timestamp) -> ChatError {
         Quota::TokensPerMonth => now.seconds_to_next(Period::Month),
     };
     ChatError::QuotaExceeded { quota, retry_after }
+}
+
+/// Owners this instance remembers a quota refusal of, at most: past it, the
+/// refusals that have run out are forgotten, and if none has, all of them.
+pub const MAX_REMEMBERED_REFUSALS: usize = 1024;
+
+/// Owners a commit was refused for by a quota, in this instance, and until
+/// when the refusal holds. A send calls the model while its exchange commits;
+/// for these owners it waits for the commit, so that a client that keeps
+/// sending at its limit does not make the model start and drop a call each time.
+static REFUSED: LazyLock<Mutex<HashMap<OwnerId, Instant>>> = LazyLock::new(Default::default);
+
+/// The refusal of a commit by `quota`, remembered for the owner until its `Retry-After`.
+pub fn refused_by_commit(owner: &OwnerId, quota: Quota, now: Timestamp) -> ChatError {
+    let refusal = refusal(quota, now);
+    if let ChatError::QuotaExceeded { retry_after, .. } = &refusal {
+        let until = Instant::now() + Duration::from_secs(*retry_after);
+        let mut refused = REFUSED.lock().unwrap_or_else(PoisonError::into_inner);
+        if refused.len() >= MAX_REMEMBERED_REFUSALS {
+            let now = Instant::now();
+            refused.retain(|_, until| *until > now);
+            if refused.len() >= MAX_REMEMBERED_REFUSALS {
+                refused.clear();
+            }
+        }
+        refused.insert(owner.clone(), until);
+    }
+    refusal
+}
+
+/// Whether a quota refused a commit of `owner`'s that still holds.
+pub fn refused_lately(owner: &OwnerId) -> bool {
+    let refused = REFUSED.lock().unwrap_or_else(PoisonError::into_inner);
+    refused.get(owner).is_some_and(|until| *until > Instant::now())
 }
 
 /// A stored reply's place: `<session>#<seq>`.

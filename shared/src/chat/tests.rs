@@ -21,7 +21,7 @@ use crate::store::{
     BeginError, IdempotencyRecord, Listed, LogPart, MessageRepository, QuotaClaim, QuotaRepository, QuotaUse, SendState, Settlement,
     StoreError,
 };
-use crate::testing::{ScriptedModel, Step, app_on_fresh_table, new_session};
+use crate::testing::{ScriptedModel, ScriptedStream, Step, app_on_fresh_table, new_session};
 
 fn send(content: &str) -> SendMessage {
     SendMessage { content: content.to_owned(), client_message_id: None, options: None, turn: Default::default() }
@@ -41,8 +41,30 @@ async fn fixture() -> (App, OwnerId, Session) {
     (app, OwnerId::parse("alice").unwrap(), session)
 }
 
-async fn begin_new(app: &App, owner: &OwnerId, session: &Session, content: &str) -> Pending {
-    match begin(&app.store, &app.config, owner, session.id, send(content)).await.expect("begun") {
+/// A send as the HTTP layer makes it: its reads, then `begin`, which calls `model`.
+async fn send_with<S: MessageRepository + QuotaRepository>(
+    store: &S,
+    model: &ScriptedModel,
+    config: &crate::config::Config,
+    owner: &OwnerId,
+    session_id: Uuid,
+    input: SendMessage,
+) -> Result<Begun<ScriptedStream>, ChatError> {
+    let reads = read_for_send(store, config, session_id).await;
+    begin(store, model, config, owner, reads, input).await
+}
+
+/// A model for sends that are refused, or whose reply is never generated.
+fn unused() -> ScriptedModel {
+    ScriptedModel::default()
+}
+
+fn says_ok() -> ScriptedModel {
+    ScriptedModel::new(vec![delta("ok"), done()])
+}
+
+async fn begin_new(app: &App, model: &ScriptedModel, owner: &OwnerId, session: &Session, content: &str) -> Pending<ScriptedStream> {
+    match send_with(&app.store, model, &app.config, owner, session.id, send(content)).await.expect("begun") {
         Begun::New(pending) => pending,
         Begun::Replay { .. } => panic!("a first send is not a replay"),
     }
@@ -55,14 +77,14 @@ async fn stored(app: &App, session: &Session) -> Vec<Message> {
 #[tokio::test]
 async fn the_exchange_is_stored_before_the_model_and_the_reply_after_it() {
     let (app, owner, session) = fixture().await;
-    let pending = begin_new(&app, &owner, &session, "Hi there").await;
+    let model = ScriptedModel::new(vec![delta("Hel"), delta("lo"), done()]);
+    let pending = begin_new(&app, &model, &owner, &session, "Hi there").await;
     let before = stored(&app, &session).await;
-    assert_eq!(before.len(), 2, "user message and reply placeholder stored before the model is called");
+    assert_eq!(before.len(), 2, "user message and reply placeholder stored before any of the reply is read");
     assert_eq!(before[1].status, MessageStatus::Streaming);
 
-    let model = ScriptedModel::new(vec![delta("Hel"), delta("lo"), done()]);
     let mut seen = Vec::new();
-    let generated = generate(&app.store, &model, &app.config, pending, |d| {
+    let generated = generate(&app.store, &app.config, pending, |d| {
         if let Delta::Content(d) = d {
             seen.push(d.to_owned())
         }
@@ -88,8 +110,8 @@ async fn a_reply_reaching_the_size_limit_ends_there_as_a_length_stop() {
     let mut script: Vec<Step> = (0..40).map(|_| delta(&piece)).collect();
     script.push(done());
     let model = ScriptedModel::new(script);
-    let pending = begin_new(&app, &owner, &session, "write a lot").await;
-    let generated = generate(&app.store, &model, &app.config, pending, |_| {}).await;
+    let pending = begin_new(&app, &model, &owner, &session, "write a lot").await;
+    let generated = generate(&app.store, &app.config, pending, |_| {}).await;
 
     assert_eq!(generated.reply.content.len(), MAX_REPLY_BYTES, "cut at the first delta reaching the limit");
     assert_eq!(generated.reply.done_reason.as_deref(), Some("length"));
@@ -102,8 +124,8 @@ async fn a_reply_reaching_the_size_limit_ends_there_as_a_length_stop() {
 async fn a_model_failure_keeps_the_text_so_far_with_its_code() {
     let (app, owner, session) = fixture().await;
     let model = ScriptedModel::new(vec![delta("partial "), Step::Fail(crate::llm::LlmError::Failed("boom".into()))]);
-    let pending = begin_new(&app, &owner, &session, "hi").await;
-    let generated = generate(&app.store, &model, &app.config, pending, |_| {}).await;
+    let pending = begin_new(&app, &model, &owner, &session, "hi").await;
+    let generated = generate(&app.store, &app.config, pending, |_| {}).await;
     assert!(matches!(generated.problem(), Some(ChatError::Llm(_))));
     assert!(generated.text_saved());
     let reply = &stored(&app, &session).await[1];
@@ -114,23 +136,23 @@ async fn a_model_failure_keeps_the_text_so_far_with_its_code() {
 #[tokio::test]
 async fn a_second_send_during_a_reply_is_refused_and_a_retry_replays() {
     let (app, owner, session) = fixture().await;
-    let _pending = begin_new(&app, &owner, &session, "first").await;
-    let refused = begin(&app.store, &app.config, &owner, session.id, send("second")).await;
+    let _pending = begin_new(&app, &unused(), &owner, &session, "first").await;
+    let refused = send_with(&app.store, &unused(), &app.config, &owner, session.id, send("second")).await;
     assert!(matches!(refused, Err(ChatError::ReplyInProgress)), "{refused:?}");
 
     let other = new_session(&app, "alice").await;
     let keyed = SendMessage { client_message_id: Some("k-1".into()), ..send("once") };
-    let Begun::New(pending) = begin(&app.store, &app.config, &owner, other.id, keyed.clone()).await.unwrap() else {
+    let Begun::New(pending) = send_with(&app.store, &says_ok(), &app.config, &owner, other.id, keyed.clone()).await.unwrap() else {
         panic!("a first send is new");
     };
-    generate(&app.store, &ScriptedModel::new(vec![delta("ok"), done()]), &app.config, pending, |_| {}).await;
-    match begin(&app.store, &app.config, &owner, other.id, keyed).await.unwrap() {
+    generate(&app.store, &app.config, pending, |_| {}).await;
+    match send_with(&app.store, &unused(), &app.config, &owner, other.id, keyed).await.unwrap() {
         Begun::Replay { user, reply } => assert_eq!((user.content.as_str(), reply.content.as_str()), ("once", "ok")),
         Begun::New(_) => panic!("a retry must not reach the model again"),
     }
     let reused = SendMessage { client_message_id: Some("k-1".into()), ..send("something else") };
     assert!(matches!(
-        begin(&app.store, &app.config, &owner, other.id, reused).await,
+        send_with(&app.store, &unused(), &app.config, &owner, other.id, reused).await,
         Err(ChatError::IdempotencyKeyReused)
     ));
 }
@@ -143,26 +165,26 @@ async fn a_retry_replays_what_was_stored_even_when_the_deployments_limits_tighte
         options: Some(crate::domain::ModelOptions { num_predict: Some(600), ..Default::default() }),
         ..send("once")
     };
-    let Begun::New(pending) = begin(&app.store, &app.config, &owner, session.id, keyed.clone()).await.unwrap() else {
+    let Begun::New(pending) = send_with(&app.store, &says_ok(), &app.config, &owner, session.id, keyed.clone()).await.unwrap() else {
         panic!("a first send is new");
     };
-    generate(&app.store, &ScriptedModel::new(vec![delta("ok"), done()]), &app.config, pending, |_| {}).await;
+    generate(&app.store, &app.config, pending, |_| {}).await;
 
     // The operator lowers the cap and takes the model off the list.
     app.config.policy.max_num_predict = 100;
     app.config.policy.allowed_models = vec!["nothing/*".into()];
-    match begin(&app.store, &app.config, &owner, session.id, keyed.clone()).await {
+    match send_with(&app.store, &unused(), &app.config, &owner, session.id, keyed.clone()).await {
         Ok(Begun::Replay { user, reply }) => assert_eq!((user.content.as_str(), reply.content.as_str()), ("once", "ok")),
         other => panic!("the same request must replay its stored answer: {other:?}"),
     }
     // Another message under the same key is still a reused key; a new key is refused by the new limits.
     let reused = SendMessage { content: "something else".into(), ..keyed.clone() };
-    assert!(matches!(begin(&app.store, &app.config, &owner, session.id, reused).await, Err(ChatError::IdempotencyKeyReused)));
+    assert!(matches!(send_with(&app.store, &unused(), &app.config, &owner, session.id, reused).await, Err(ChatError::IdempotencyKeyReused)));
     let fresh = SendMessage { client_message_id: Some("k-new".into()), ..keyed.clone() };
-    assert!(matches!(begin(&app.store, &app.config, &owner, session.id, fresh).await, Err(ChatError::NotAllowed(_))));
+    assert!(matches!(send_with(&app.store, &unused(), &app.config, &owner, session.id, fresh).await, Err(ChatError::NotAllowed(_))));
     // Another owner learns nothing from the key.
     let mallory = OwnerId::parse("mallory").unwrap();
-    assert!(matches!(begin(&app.store, &app.config, &mallory, session.id, keyed).await, Err(ChatError::NotFound(_))));
+    assert!(matches!(send_with(&app.store, &unused(), &app.config, &mallory, session.id, keyed).await, Err(ChatError::NotFound(_))));
 }
 
 /// The DynamoDB store, with every append to a reply's log noted: when, and how many bytes.
@@ -171,11 +193,15 @@ struct WriteLog {
     appends: Arc<Mutex<Vec<(Instant, usize)>>>,
     /// A DELETE of the session lands between a send's read and its transaction.
     delete_before_begin: bool,
+    /// The transaction takes this much longer; how many calls this model had
+    /// when it was committed, and when, are noted.
+    slow_commit: Option<(Duration, ScriptedModel)>,
+    committed: Arc<Mutex<Option<(usize, Instant)>>>,
 }
 
 impl MessageRepository for WriteLog {
-    async fn load_for_send(&self, owner: &OwnerId, id: Uuid, window: usize) -> Result<SendState, StoreError> {
-        self.inner.load_for_send(owner, id, window).await
+    async fn load_for_send(&self, id: Uuid, window: usize) -> Result<SendState, StoreError> {
+        self.inner.load_for_send(id, window).await
     }
     async fn begin_exchange(
         &self,
@@ -202,7 +228,14 @@ impl MessageRepository for WriteLog {
                 .await
                 .unwrap();
         }
-        self.inner.begin_exchange(session, expected_seq, user, reply, idempotency, abandoned, claim).await
+        if let Some((delay, _)) = &self.slow_commit {
+            tokio::time::sleep(*delay).await;
+        }
+        let result = self.inner.begin_exchange(session, expected_seq, user, reply, idempotency, abandoned, claim).await;
+        if let Some((_, model)) = &self.slow_commit {
+            *self.committed.lock().unwrap() = Some((model.requests().len(), Instant::now()));
+        }
+        result
     }
     async fn get_idempotency(&self, id: Uuid, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         self.inner.get_idempotency(id, key).await
@@ -265,14 +298,73 @@ impl QuotaRepository for WriteLog {
 }
 
 fn write_log(app: &App) -> WriteLog {
-    WriteLog { inner: app.store.clone(), appends: Arc::default(), delete_before_begin: false }
+    WriteLog { inner: app.store.clone(), appends: Arc::default(), delete_before_begin: false, slow_commit: None, committed: Arc::default() }
+}
+
+#[tokio::test]
+async fn the_model_is_called_while_the_exchange_commits_and_heard_only_after() {
+    // An owner of its own: other tests' quota refusals of theirs make their sends wait for the commit.
+    let app = app_on_fresh_table(&[]).await;
+    let owner = OwnerId::parse("overlapping-owner").unwrap();
+    let session = new_session(&app, owner.as_str()).await;
+    let model = ScriptedModel::new(vec![delta("Hel"), delta("lo"), done()]);
+    let store = WriteLog { slow_commit: Some((Duration::from_millis(200), model.clone())), ..write_log(&app) };
+    let Begun::New(pending) = send_with(&store, &model, &app.config, &owner, session.id, send("hi")).await.unwrap() else {
+        panic!("a new send");
+    };
+    let (calls, committed_at) = store.committed.lock().unwrap().expect("committed");
+    assert_eq!(calls, 1, "the model was called before the transaction had committed");
+    let mut heard = Vec::new();
+    let generated = generate(&store, &app.config, pending, |_| heard.push(Instant::now())).await;
+    assert!(finished(&generated));
+    assert_eq!(heard.len(), 2);
+    assert!(heard.iter().all(|at| *at >= committed_at), "nothing the model said was read before the commit");
+    assert_eq!(model.requests().len(), 1, "one call: the one started during the commit");
+}
+
+#[tokio::test]
+async fn a_commit_that_fails_drops_the_model_call_and_stores_nothing() {
+    let app = app_on_fresh_table(&[]).await;
+    let owner = OwnerId::parse("racing-owner").unwrap();
+    let session = new_session(&app, owner.as_str()).await;
+    let model = says_ok();
+    // A DELETE lands between the send's reads and its transaction: the commit fails.
+    let store = WriteLog { delete_before_begin: true, ..write_log(&app) };
+    let raced = send_with(&store, &model, &app.config, &owner, session.id, send("hello")).await;
+    assert!(matches!(raced, Err(ChatError::NotFound("session"))), "{raced:?}");
+    assert_eq!(model.requests().len(), 1, "the model had been called");
+    // The call had opened during the commit (the scripted model answers at once); its stream is let go unread.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(model.dropped_early(), 1, "the model's stream is dropped");
+    assert!(stored(&app, &session).await.is_empty(), "nothing of the send was stored");
+}
+
+#[tokio::test]
+async fn an_owner_a_quota_refused_waits_for_the_commit_before_the_model_is_called() {
+    // An owner of its own: refusals are remembered per owner by the instance.
+    let app = app_on_fresh_table(&[("LLMCHAT_QUOTA_ACTIVE_REPLIES", "1")]).await;
+    let owner = OwnerId::parse("patient-owner").unwrap();
+    let (a, b) = (new_session(&app, owner.as_str()).await, new_session(&app, owner.as_str()).await);
+    let _holding = begin_new(&app, &unused(), &owner, &a, "one").await;
+    assert!(!quota::refused_lately(&owner));
+
+    let first = says_ok();
+    let refused = send_with(&app.store, &first, &app.config, &owner, b.id, send("two")).await;
+    assert!(matches!(refused, Err(ChatError::QuotaExceeded { .. })), "{refused:?}");
+    assert_eq!(first.requests().len(), 1, "the first refused send had called the model during its commit");
+    assert!(quota::refused_lately(&owner));
+
+    let again = says_ok();
+    let refused = send_with(&app.store, &again, &app.config, &owner, b.id, send("two")).await;
+    assert!(matches!(refused, Err(ChatError::QuotaExceeded { .. })), "{refused:?}");
+    assert!(again.requests().is_empty(), "while refused, the model waits for a commit that does not come");
 }
 
 #[tokio::test]
 async fn a_send_racing_a_delete_finds_the_session_gone_not_busy() {
     let (app, owner, session) = fixture().await;
     let store = WriteLog { delete_before_begin: true, ..write_log(&app) };
-    let raced = begin(&store, &app.config, &owner, session.id, send("hello")).await;
+    let raced = send_with(&store, &unused(), &app.config, &owner, session.id, send("hello")).await;
     assert!(matches!(raced, Err(ChatError::NotFound("session"))), "{raced:?}");
     assert!(stored(&app, &session).await.is_empty(), "nothing of the send was stored");
 
@@ -296,9 +388,9 @@ async fn text_is_appended_at_a_bounded_cadence_while_tokens_flow() {
     }
     script.push(done());
     let store = write_log(&app);
-    let pending = begin_new(&app, &owner, &session, "count slowly").await;
+    let pending = begin_new(&app, &ScriptedModel::new(script), &owner, &session, "count slowly").await;
     let started = Instant::now();
-    let generated = generate(&store, &ScriptedModel::new(script), &app.config, pending, |_| {}).await;
+    let generated = generate(&store, &app.config, pending, |_| {}).await;
     let elapsed = started.elapsed();
     assert!(generated.problem().is_none());
 
@@ -322,8 +414,8 @@ async fn writes_grow_linearly_with_the_reply() {
         let mut script: Vec<Step> = (0..kib * 4).map(|_| delta(&piece)).collect();
         script.push(done());
         let store = write_log(&app);
-        let pending = begin_new(&app, &owner, &session, &format!("{kib} KiB please")).await;
-        let generated = generate(&store, &ScriptedModel::new(script), &app.config, pending, |_| {}).await;
+        let pending = begin_new(&app, &ScriptedModel::new(script), &owner, &session, &format!("{kib} KiB please")).await;
+        let generated = generate(&store, &app.config, pending, |_| {}).await;
         assert!(generated.problem().is_none());
         let appends = store.appends.lock().unwrap().clone();
         let bytes: usize = appends.iter().map(|(_, n)| n).sum();
@@ -367,11 +459,11 @@ fn slow_reply(tokens: usize) -> ScriptedModel {
 #[tokio::test]
 async fn a_generator_whose_token_was_replaced_cannot_write() {
     let (app, owner, session) = fixture().await;
-    let pending = begin_new(&app, &owner, &session, "hi").await;
+    let model = slow_reply(20);
+    let pending = begin_new(&app, &model, &owner, &session, "hi").await;
     let seq = pending.reply.seq;
     forge(&app, &session, seq, "SET gen = :v", "another-writer").await;
-    let model = slow_reply(20);
-    let generated = generate(&app.store, &model, &app.config, pending, |_| {}).await;
+    let generated = generate(&app.store, &app.config, pending, |_| {}).await;
 
     assert!(matches!(generated.problem(), Some(ChatError::Superseded)), "{:?}", generated.problem());
     assert_eq!(model.dropped_early(), 1, "the model's connection is closed at the refused write");
@@ -383,16 +475,15 @@ async fn a_generator_whose_token_was_replaced_cannot_write() {
 #[tokio::test]
 async fn a_reply_past_its_lease_is_stored_incomplete_by_the_next_send_and_its_generator_stops() {
     let (app, owner, session) = fixture().await;
-    let pending = begin_new(&app, &owner, &session, "first").await;
+    let pending = begin_new(&app, &slow_reply(30), &owner, &session, "first").await;
     let seq = pending.reply.seq;
-    let model = slow_reply(30);
     let first = {
-        let (store, config, model) = (app.store.clone(), app.config.clone(), model.clone());
-        tokio::spawn(async move { generate(&store, &model, &config, pending, |_| {}).await })
+        let (store, config) = (app.store.clone(), app.config.clone());
+        tokio::spawn(async move { generate(&store, &config, pending, |_| {}).await })
     };
     tokio::time::sleep(Duration::from_millis(700)).await;
     forge(&app, &session, seq, "SET lease_until = :v", "2020-01-01T00:00:00.000Z").await;
-    let second = begin_new(&app, &owner, &session, "second").await;
+    let second = begin_new(&app, &unused(), &owner, &session, "second").await;
     assert_eq!(second.user.seq, seq + 1);
 
     let stored = app.store.get_message(session.id, seq).await.unwrap().unwrap();
@@ -407,12 +498,12 @@ async fn a_reply_past_its_lease_is_stored_incomplete_by_the_next_send_and_its_ge
 #[tokio::test]
 async fn a_cancel_stops_the_generator_and_keeps_the_text_so_far() {
     let (app, owner, session) = fixture().await;
-    let pending = begin_new(&app, &owner, &session, "long one").await;
-    let reply_id = pending.reply.id;
     let model = slow_reply(100);
+    let pending = begin_new(&app, &model, &owner, &session, "long one").await;
+    let reply_id = pending.reply.id;
     let generator = {
-        let (store, config, model) = (app.store.clone(), app.config.clone(), model.clone());
-        tokio::spawn(async move { generate(&store, &model, &config, pending, |_| {}).await })
+        let (store, config) = (app.store.clone(), app.config.clone());
+        tokio::spawn(async move { generate(&store, &config, pending, |_| {}).await })
     };
     tokio::time::sleep(Duration::from_millis(600)).await;
     let cancelled = cancel(&app.store, &owner, session.id, reply_id).await;
@@ -435,12 +526,11 @@ async fn a_cancel_stops_the_generator_and_keeps_the_text_so_far() {
 #[tokio::test]
 async fn a_follower_sees_the_rest_from_any_position() {
     let (app, owner, session) = fixture().await;
-    let pending = begin_new(&app, &owner, &session, "tell me").await;
+    let pending = begin_new(&app, &slow_reply(15), &owner, &session, "tell me").await;
     let reply = pending.reply.clone();
-    let model = slow_reply(15);
     let generator = {
         let (store, config) = (app.store.clone(), app.config.clone());
-        tokio::spawn(async move { generate(&store, &model, &config, pending, |_| {}).await })
+        tokio::spawn(async move { generate(&store, &config, pending, |_| {}).await })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut seen = String::new();
@@ -484,8 +574,6 @@ fn thinking(text: &str) -> Step {
 #[tokio::test]
 async fn thinking_streams_apart_is_stored_apart_and_is_never_sent_back() {
     let (app, owner, session) = fixture().await;
-    let pending = begin_new(&app, &owner, &session, "2+2?").await;
-    let reply = pending.reply.clone();
     let script = vec![
         thinking("Two and "),
         Step::Pause(Duration::from_millis(300)),
@@ -498,9 +586,10 @@ async fn thinking_streams_apart_is_stored_apart_and_is_never_sent_back() {
         delta("4."),
         done(),
     ];
-    let model = ScriptedModel::new(script);
+    let pending = begin_new(&app, &ScriptedModel::new(script), &owner, &session, "2+2?").await;
+    let reply = pending.reply.clone();
     let mut seen = Vec::new();
-    let generated = generate(&app.store, &model, &app.config, pending, |d| seen.push(format!("{d:?}"))).await;
+    let generated = generate(&app.store, &app.config, pending, |d| seen.push(format!("{d:?}"))).await;
     assert_eq!(
         seen,
         [r#"Thinking("Two and ")"#, r#"Thinking("two…")"#, r#"Content("It is ")"#, r#"Content("4.")"#]
@@ -535,9 +624,9 @@ async fn thinking_streams_apart_is_stored_apart_and_is_never_sent_back() {
     assert!(matches!(check_position(stored_reply, Position::Offset(inside), crate::domain::Timestamp::now()), Err(ChatError::BadPosition(_))));
 
     // The next turn's history carries the reply's content only.
-    let next = begin_new(&app, &owner, &session, "and 3+3?").await;
     let model = ScriptedModel::new(vec![delta("6."), done()]);
-    generate(&app.store, &model, &app.config, next, |_| {}).await;
+    let next = begin_new(&app, &model, &owner, &session, "and 3+3?").await;
+    generate(&app.store, &app.config, next, |_| {}).await;
     let sent = &model.requests()[0].messages;
     let assistant: Vec<&str> = sent.iter().filter(|t| t.role == Role::Assistant).map(|t| t.content.as_str()).collect();
     assert_eq!(assistant, ["It is 4."]);
@@ -547,8 +636,6 @@ async fn thinking_streams_apart_is_stored_apart_and_is_never_sent_back() {
 #[tokio::test]
 async fn a_live_follower_sees_thinking_from_the_log() {
     let (app, owner, session) = fixture().await;
-    let pending = begin_new(&app, &owner, &session, "think").await;
-    let reply = pending.reply.clone();
     let mut script = Vec::new();
     for i in 0..6 {
         script.push(thinking(&format!("t{i} ")));
@@ -559,10 +646,11 @@ async fn a_live_follower_sees_thinking_from_the_log() {
         script.push(Step::Pause(Duration::from_millis(120)));
     }
     script.push(done());
-    let model = ScriptedModel::new(script);
+    let pending = begin_new(&app, &ScriptedModel::new(script), &owner, &session, "think").await;
+    let reply = pending.reply.clone();
     let generator = {
         let (store, config) = (app.store.clone(), app.config.clone());
-        tokio::spawn(async move { generate(&store, &model, &config, pending, |_| {}).await })
+        tokio::spawn(async move { generate(&store, &config, pending, |_| {}).await })
     };
     tokio::time::sleep(Duration::from_millis(400)).await;
     let (mut thought, mut said) = (String::new(), String::new());
@@ -605,7 +693,7 @@ async fn replies_in_progress_never_pass_their_quota_under_concurrent_sends() {
         .iter()
         .map(|s| {
             let (app, owner, id) = (app.clone(), owner.clone(), s.id);
-            tokio::spawn(async move { begin(&app.store, &app.config, &owner, id, send("go")).await })
+            tokio::spawn(async move { send_with(&app.store, &says_ok(), &app.config, &owner, id, send("go")).await })
         })
         .collect();
     let mut begun = Vec::new();
@@ -625,10 +713,10 @@ async fn replies_in_progress_never_pass_their_quota_under_concurrent_sends() {
 
     // A reply that ends gives its place back.
     let first = begun.remove(0);
-    let generated = generate(&app.store, &ScriptedModel::new(vec![delta("ok"), done()]), &app.config, first, |_| {}).await;
+    let generated = generate(&app.store, &app.config, first, |_| {}).await;
     assert!(finished(&generated));
     let spare = sessions.iter().find(|s| begun.iter().all(|p| p.reply.session_id != s.id) && s.id != generated.reply.session_id).unwrap();
-    assert!(matches!(begin(&app.store, &app.config, &owner, spare.id, send("next")).await, Ok(Begun::New(_))));
+    assert!(matches!(send_with(&app.store, &unused(), &app.config, &owner, spare.id, send("next")).await, Ok(Begun::New(_))));
 }
 
 #[tokio::test]
@@ -640,11 +728,14 @@ async fn tokens_never_pass_their_quota_and_settle_to_what_was_used() {
     for _ in 0..8 {
         sessions.push(new_session(&app, "alice").await);
     }
+    // Settled below: what the replies used is 26 + 7 each, as reported.
+    let usage = crate::domain::Usage { prompt_tokens: 26, completion_tokens: 7, ..Default::default() };
+    let model = ScriptedModel::new(vec![delta("ok"), Step::Event(ChatEvent::Done(Completion { done_reason: Some("stop".into()), usage }))]);
     let tasks: Vec<_> = sessions
         .iter()
         .map(|s| {
-            let (app, owner, id) = (app.clone(), owner.clone(), s.id);
-            tokio::spawn(async move { begin(&app.store, &app.config, &owner, id, send("hi")).await })
+            let (app, owner, id, model) = (app.clone(), owner.clone(), s.id, model.clone());
+            tokio::spawn(async move { send_with(&app.store, &model, &app.config, &owner, id, send("hi")).await })
         })
         .collect();
     let mut begun = Vec::new();
@@ -660,11 +751,9 @@ async fn tokens_never_pass_their_quota_and_settle_to_what_was_used() {
     let reserved = app.store.quota_use(&owner, now).await.unwrap().tokens_today;
     assert!(reserved <= 450, "the day's tokens never pass the quota: {reserved}");
 
-    // Settled: the day's count is what the replies used (26 + 7 each, as reported).
+    // Settled: the day's count is what the replies used.
     for pending in begun {
-        let usage = crate::domain::Usage { prompt_tokens: 26, completion_tokens: 7, ..Default::default() };
-        let script = vec![delta("ok"), Step::Event(ChatEvent::Done(Completion { done_reason: Some("stop".into()), usage }))];
-        assert!(finished(&generate(&app.store, &ScriptedModel::new(script), &app.config, pending, |_| {}).await));
+        assert!(finished(&generate(&app.store, &app.config, pending, |_| {}).await));
     }
     let used = app.store.quota_use(&owner, now).await.unwrap();
     assert_eq!(used.tokens_today, 3 * 33);
@@ -676,11 +765,11 @@ async fn a_place_held_by_a_dead_writer_is_freed_when_needed() {
     let (app, owner) = quota_fixture(&[("LLMCHAT_QUOTA_ACTIVE_REPLIES", "1")]).await;
     let a = new_session(&app, "alice").await;
     let b = new_session(&app, "alice").await;
-    let pending = begin_new(&app, &owner, &a, "one").await;
-    assert!(matches!(begin(&app.store, &app.config, &owner, b.id, send("two")).await, Err(ChatError::QuotaExceeded { .. })));
+    let pending = begin_new(&app, &unused(), &owner, &a, "one").await;
+    assert!(matches!(send_with(&app.store, &unused(), &app.config, &owner, b.id, send("two")).await, Err(ChatError::QuotaExceeded { .. })));
     // Its writer dies: the lease runs out and the reply is no longer live.
     forge(&app, &a, pending.reply.seq, "SET lease_until = :v", "2020-01-01T00:00:00.000Z").await;
-    assert!(matches!(begin(&app.store, &app.config, &owner, b.id, send("two")).await, Ok(Begun::New(_))));
+    assert!(matches!(send_with(&app.store, &unused(), &app.config, &owner, b.id, send("two")).await, Ok(Begun::New(_))));
 }
 
 #[tokio::test]
@@ -688,10 +777,10 @@ async fn the_ledger_adds_up_to_the_stored_replies_and_counts_dynamodb_units() {
     let (app, owner) = quota_fixture(&[]).await;
     let session = new_session(&app, "alice").await;
     for (i, (prompt, completion)) in [(11, 5), (20, 9), (31, 2)].into_iter().enumerate() {
-        let pending = begin_new(&app, &owner, &session, &format!("message {i}")).await;
         let usage = crate::domain::Usage { prompt_tokens: prompt, completion_tokens: completion, thinking_tokens: 1, ..Default::default() };
         let script = vec![thinking("hm"), delta("ok"), Step::Event(ChatEvent::Done(Completion { done_reason: Some("stop".into()), usage }))];
-        assert!(finished(&generate(&app.store, &ScriptedModel::new(script), &app.config, pending, |_| {}).await));
+        let pending = begin_new(&app, &ScriptedModel::new(script), &owner, &session, &format!("message {i}")).await;
+        assert!(finished(&generate(&app.store, &app.config, pending, |_| {}).await));
     }
     let replies: Vec<Message> = stored(&app, &session).await.into_iter().filter(|m| m.role == Role::Assistant).collect();
     let day = crate::domain::Timestamp::now().day();
@@ -722,16 +811,16 @@ async fn send_counted(
     owner: &OwnerId,
     session: &Session,
     content: &str,
-    count: impl Fn(&[crate::llm::ChatTurn]) -> u64,
+    count: impl Fn(&[crate::llm::ChatTurn]) -> u64 + Send + Sync + 'static,
 ) -> (Vec<crate::llm::ChatTurn>, Message) {
     let options = crate::domain::ModelOptions { num_ctx: Some(512), num_predict: Some(112), ..Default::default() };
     let input = SendMessage { options: Some(options), ..send(content) };
-    let Begun::New(pending) = begin(&app.store, &app.config, owner, session.id, input).await.expect("begun") else {
+    let model = ScriptedModel::answering(move |request| vec![delta("ok"), done_counting(count(&request.messages))]);
+    let Begun::New(pending) = send_with(&app.store, &model, &app.config, owner, session.id, input).await.expect("begun") else {
         panic!("a new send")
     };
-    let prompt = pending.request.messages.clone();
-    let model = ScriptedModel::new(vec![delta("ok"), done_counting(count(&prompt))]);
-    let generated = generate(&app.store, &model, &app.config, pending, |_| {}).await;
+    let prompt = model.requests()[0].messages.clone();
+    let generated = generate(&app.store, &app.config, pending, |_| {}).await;
     assert!(generated.problem().is_none(), "{:?}", generated.problem());
     (prompt, generated.reply)
 }

@@ -1,6 +1,7 @@
 //! Reading a request: path segments, ids, the JSON body and query parameters,
 //! each with its limit and a 400 or 422 when it cannot be read.
 
+use lambda_http::http::Method;
 use lambda_http::{Request, RequestExt};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -77,6 +78,19 @@ pub fn page_limit(req: &Request) -> Result<u32, ApiError> {
             _ => Err(ApiError::BadRequest(format!("limit must be a whole number from 1 to {MAX_PAGE_SIZE}"))),
         },
     }
+}
+
+/// The session of a `method` request to `/sessions/{id}/` followed by `tail`, if this is one.
+pub fn session_route(req: &Request, method: &Method, tail: &[&str]) -> Option<Uuid> {
+    if req.method() != method {
+        return None;
+    }
+    let segments = segments_after(req, "sessions")?;
+    let (id, rest) = segments.split_first()?;
+    if rest != tail {
+        return None;
+    }
+    session_id(id).ok()
 }
 
 /// A session id from the path; a malformed one is a 400.

@@ -34,6 +34,10 @@ pub const KEEP_ALIVE: &str = ": keep-alive\n\n";
 /// A reader that takes no bytes for this long is treated as gone, so that a
 /// stalled connection cannot hold an invocation open after its reply ended.
 pub const STALLED_READER: Duration = Duration::from_secs(30);
+/// Events already waiting when the writer sends go out in one write, up to
+/// about this many bytes: fewer, larger writes when the model outruns the
+/// reader, and never a wait for more.
+pub const SSE_BATCH_BYTES: usize = 16 * 1024;
 
 /// Headers every stream response carries; the last two stop proxies from buffering.
 pub const STREAM_HEADERS: [(http::HeaderName, &str); 3] = [
@@ -232,7 +236,16 @@ pub async fn write_events<E: SseFrame>(mut sink: impl SseSink, mut events: Unbou
         let chunk = tokio::select! {
             event = events.recv() => match event {
                 None => return,
-                Some(event) => event.frame(),
+                Some(event) => {
+                    let mut chunk = event.frame();
+                    while chunk.len() < SSE_BATCH_BYTES {
+                        match events.try_recv() {
+                            Ok(next) => chunk.push_str(&next.frame()),
+                            Err(_) => break,
+                        }
+                    }
+                    chunk
+                }
             },
             _ = &mut silence => KEEP_ALIVE.to_owned(),
         };
@@ -290,13 +303,41 @@ mod tests {
         drop(tx);
         writer.await.unwrap();
         let seen = seen.lock().unwrap().clone();
-        let kinds: Vec<&str> = seen.iter().map(|c| if c == KEEP_ALIVE { "ka" } else { "event" }).collect();
-        assert_eq!(kinds, ["ka", "ka", "event", "ka", "ka", "event", "event"], "{seen:?}");
+        let kinds: Vec<&str> = seen.iter().map(|c| if c == KEEP_ALIVE { "ka" } else { "events" }).collect();
+        assert_eq!(kinds, ["ka", "ka", "events", "ka", "ka", "events"], "{seen:?}");
         assert!(seen[2].starts_with("id: 1\nevent: reply.delta\ndata: {"), "ids are byte positions: {}", seen[2]);
-        assert!(seen[5].starts_with("id: 4\n"));
-        assert!(seen[5].contains(r#""delta":"b\nc""#), "newlines stay inside the JSON string");
-        assert_eq!(seen[5].matches("\n\n").count(), 1, "one event, one blank line");
-        assert!(seen[6].starts_with("id: 5\n"));
+        assert_eq!(seen[2].matches("\n\n").count(), 1, "one event, one blank line");
+        // The burst was waiting when the writer woke: one write, two events.
+        let burst: Vec<&str> = seen[5].split_terminator("\n\n").collect();
+        assert_eq!(burst.len(), 2, "{:?}", seen[5]);
+        assert!(burst[0].starts_with("id: 4\n"));
+        assert!(burst[0].contains(r#""delta":"b\nc""#), "newlines stay inside the JSON string");
+        assert!(burst[1].starts_with("id: 5\n"));
+    }
+
+    #[tokio::test]
+    async fn waiting_events_are_written_together_up_to_the_batch_size_and_none_waits() {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let sink = Collect::default();
+        let seen = sink.0.clone();
+        let piece = "x".repeat(1000);
+        for i in 1..=40 {
+            tx.send(delta_to(&piece, i * 1000)).unwrap();
+        }
+        let writer = tokio::spawn(write_events(sink, rx, Duration::from_secs(10)));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let written = seen.lock().unwrap().clone();
+        let events: usize = written.iter().map(|c| c.matches("\n\n").count()).sum();
+        assert_eq!(events, 40, "every waiting event is written at once");
+        assert!(written.len() >= 2 && written.len() < 40, "{} writes for 40 events", written.len());
+        let one = written[0].len() / written[0].matches("\n\n").count();
+        assert!(written.iter().all(|c| c.len() < SSE_BATCH_BYTES + one), "no write passes the batch size by more than an event");
+        // A lone event goes out alone, at once.
+        tx.send(delta_to("y", 40_001)).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(seen.lock().unwrap().len(), written.len() + 1);
+        drop(tx);
+        writer.await.unwrap();
     }
 
     #[tokio::test]

@@ -109,18 +109,21 @@ impl Backends {
 impl ChatModel for Backends {
     type Stream = BackendStream;
 
-    async fn chat_stream(&self, request: &ChatRequest) -> Result<BackendStream, LlmError> {
+    fn chat_stream(&self, request: &ChatRequest) -> impl Future<Output = Result<BackendStream, LlmError>> + Send + 'static {
         let (backend, bare) = self.route(&request.model);
+        let (backend, asked) = (backend.clone(), request.model.clone());
         let routed = ChatRequest { model: bare.to_owned(), ..request.clone() };
-        let opened = match backend {
-            Backend::Ollama(c) => c.chat_stream(&routed).await.map(BackendStream::Ollama),
-            Backend::OpenAi(c) => c.chat_stream(&routed).await.map(BackendStream::OpenAi),
-        };
-        // The client knows the model by the name it gave.
-        opened.map_err(|e| match e {
-            LlmError::ModelNotFound(_) => LlmError::ModelNotFound(request.model.clone()),
-            other => other,
-        })
+        async move {
+            let opened = match &backend {
+                Backend::Ollama(c) => c.open_stream(&routed).await.map(BackendStream::Ollama),
+                Backend::OpenAi(c) => c.open_stream(&routed).await.map(BackendStream::OpenAi),
+            };
+            // The client knows the model by the name it gave.
+            opened.map_err(|e| match e {
+                LlmError::ModelNotFound(_) => LlmError::ModelNotFound(asked),
+                other => other,
+            })
+        }
     }
 
     /// Every backend's models that the allow-list lets clients use; a backend

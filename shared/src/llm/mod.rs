@@ -21,9 +21,11 @@ pub mod wire;
 pub trait ChatModel: Send + Sync + 'static {
     type Stream: ReplyStream;
 
-    /// Starts a streamed chat. Returns once the backend has accepted it; the
-    /// reply is read from the stream.
-    fn chat_stream(&self, request: &ChatRequest) -> impl Future<Output = Result<Self::Stream, LlmError>> + Send;
+    /// Starts a streamed chat: the returned future resolves once the backend
+    /// has accepted it, and the reply is read from the stream. The future owns
+    /// what it needs, so a caller may start it, hold it while other work
+    /// goes on, and drop it (which abandons the call and closes its connection).
+    fn chat_stream(&self, request: &ChatRequest) -> impl Future<Output = Result<Self::Stream, LlmError>> + Send + 'static;
 
     /// Models the backend offers; a backend may answer from a short cache.
     fn models(&self) -> impl Future<Output = Result<Vec<ModelInfo>, LlmError>> + Send;

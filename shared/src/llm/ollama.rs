@@ -138,7 +138,7 @@ impl OllamaClient {
     }
 
     /// Starts a streamed chat: returns once Ollama has answered with a status.
-    async fn open_stream(&self, request: &ChatRequest) -> Result<ChatStream, LlmError> {
+    pub(crate) async fn open_stream(&self, request: &ChatRequest) -> Result<ChatStream, LlmError> {
         let started = Instant::now();
         let response = self.post_chat(request, true).await?;
         let lines = TimedLines::new(response, started, self.first_token_timeout, self.idle_timeout);
@@ -250,8 +250,9 @@ struct LineDecoder {
 impl ChatModel for OllamaClient {
     type Stream = ChatStream;
 
-    async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream, LlmError> {
-        self.open_stream(request).await
+    fn chat_stream(&self, request: &ChatRequest) -> impl Future<Output = Result<ChatStream, LlmError>> + Send + 'static {
+        let (client, request) = (self.clone(), request.clone());
+        async move { client.open_stream(&request).await }
     }
 
     async fn models(&self) -> Result<Vec<ModelInfo>, LlmError> {

@@ -151,7 +151,7 @@ impl OpenAiClient {
         }
     }
 
-    async fn open_stream(&self, request: &ChatRequest) -> Result<ChatStream, LlmError> {
+    pub(crate) async fn open_stream(&self, request: &ChatRequest) -> Result<ChatStream, LlmError> {
         let o = &request.options;
         let wire = WireRequest {
             model: &request.model,
@@ -266,8 +266,9 @@ impl OpenAiClient {
 impl ChatModel for OpenAiClient {
     type Stream = ChatStream;
 
-    async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream, LlmError> {
-        self.open_stream(request).await
+    fn chat_stream(&self, request: &ChatRequest) -> impl Future<Output = Result<ChatStream, LlmError>> + Send + 'static {
+        let (client, request) = (self.clone(), request.clone());
+        async move { client.open_stream(&request).await }
     }
 
     async fn models(&self) -> Result<Vec<ModelInfo>, LlmError> {

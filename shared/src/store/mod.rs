@@ -156,11 +156,12 @@ pub enum BeginError {
 }
 
 pub trait MessageRepository: Send + Sync {
-    /// The owner's session and up to `window` newest messages, in one Query
-    /// (a reply still streaming has its text so far assembled from its log).
+    /// The session and up to `window` newest messages, in one Query (a reply
+    /// still streaming has its text so far assembled from its log). Any
+    /// owner's session: the caller matches its owner with whoever asked, so
+    /// that the read can start before the caller's key is checked.
     fn load_for_send(
         &self,
-        owner: &OwnerId,
         session_id: Uuid,
         window: usize,
     ) -> impl Future<Output = Result<SendState, StoreError>> + Send;

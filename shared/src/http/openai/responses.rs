@@ -243,7 +243,8 @@ where
         }),
         turn: TurnOverrides { model: Some(model), system_prompt: instructions },
     };
-    let Begun::New(pending) = chat::begin(&app.store, &app.config, owner, session_id, send).await? else {
+    let reads = chat::read_for_send(&app.store, &app.config, session_id).await;
+    let Begun::New(pending) = chat::begin(&app.store, &app.llm, &app.config, owner, reads, send).await? else {
         return Err(ApiError::Internal("a send without a client_message_id was taken for a retry".into()));
     };
     if stream {
@@ -256,7 +257,7 @@ where
         generations.spawn(produce(app, pending, echo.clone(), None));
         return json_response(StatusCode::OK, &object(&reply, &echo));
     }
-    let generated = chat::generate(&app.store, &app.llm, &app.config, pending, |_| {}).await;
+    let generated = chat::generate(&app.store, &app.config, pending, |_| {}).await;
     if let Some(problem) = generated.problem() {
         return Err(problem.into());
     }
@@ -336,7 +337,7 @@ async fn conversation<S: Store, M>(
 /// Generates the reply; with `events`, streams it as response events.
 async fn produce<S: Store, M: ChatModel>(
     app: std::sync::Arc<App<S, M>>,
-    pending: Pending,
+    pending: Pending<M::Stream>,
     echo: Echo,
     events: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 ) {
@@ -349,7 +350,7 @@ async fn produce<S: Store, M: ChatModel>(
     let mut end = 0;
     // Thinking is not part of a response's output; it still moves positions
     // (and so sequence numbers) on, so that they match the reply's log.
-    let generated = chat::generate(&app.store, &app.llm, &app.config, pending, |delta| match delta {
+    let generated = chat::generate(&app.store, &app.config, pending, |delta| match delta {
         Delta::Thinking(text) => end += text.len(),
         Delta::Content(text) => {
             end += text.len();

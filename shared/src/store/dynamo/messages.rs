@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::quotas::{record_read, refused_quota};
-use super::{DynamoStore, Item, from_item, owned_session, s, sdk_error, to_attr, to_item};
+use super::{DynamoStore, Item, from_item, live_session, owned_session, s, sdk_error, to_attr, to_item};
 use super::schema::*;
 use crate::domain::tokens::TokenCalibration;
 use crate::domain::{ErrorCode, Message, MessageStatus, Order, OwnerId, Role, Session, Spend, Timestamp, Usage};
@@ -219,7 +219,7 @@ impl DynamoStore {
 }
 
 impl MessageRepository for DynamoStore {
-    async fn load_for_send(&self, owner: &OwnerId, session_id: Uuid, window: usize) -> Result<SendState, StoreError> {
+    async fn load_for_send(&self, session_id: Uuid, window: usize) -> Result<SendState, StoreError> {
         // The session item's sort key sorts above every message key: read
         // backwards from the top and it comes first, then the newest messages.
         let out = self
@@ -239,7 +239,7 @@ impl MessageRepository for DynamoStore {
         if first.get(SK).and_then(|v| v.as_s().ok()).map(String::as_str) != Some(SESSION_META_SK) {
             return Err(StoreError::NotFound);
         }
-        let session = owned_session(first, owner)?;
+        let session = live_session(first)?;
         let mut recent = items.map(|item| message_from(item, session_id)).collect::<Result<Vec<_>, _>>()?;
         // Only the newest message can still be streaming.
         if let Some(newest) = recent.first_mut() {

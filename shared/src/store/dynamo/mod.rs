@@ -220,9 +220,14 @@ impl TryFrom<SessionItem> for Session {
 /// A live session item of `owner`, or `NotFound`: a session being deleted,
 /// or past its expiry (DynamoDB's TTL removes items up to days later), is gone.
 pub(crate) fn owned_session(item: Item, owner: &OwnerId) -> Result<Session, StoreError> {
+    live_session(item).and_then(|session| if &session.owner == owner { Ok(session) } else { Err(StoreError::NotFound) })
+}
+
+/// A session item that is neither being deleted nor past its expiry, whoever owns it.
+pub(crate) fn live_session(item: Item) -> Result<Session, StoreError> {
     let item: SessionItem = from_item(item)?;
     let expired = item.expires_at.is_some_and(|at| at <= Timestamp::now().unix_seconds());
-    if item.deleting || expired || &item.owner != owner {
+    if item.deleting || expired {
         return Err(StoreError::NotFound);
     }
     item.try_into()
