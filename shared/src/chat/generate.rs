@@ -87,7 +87,7 @@ async fn generate_metered<S: MessageRepository, St: ReplyStream + 'static>(
     let started = opening.called_at;
     let mut first_output: Option<Instant> = None;
     let mut log = Log { flushed: 0, next_part: 0, waiting_since: None, last_write: Instant::now() };
-    let stop = match opening.call.await {
+    let stop = match opening.opened().await {
         Err(e) => Stop::Failed(e),
         Ok(mut stream) => {
             loop {

@@ -72,6 +72,11 @@ pub struct Opening<St> {
 }
 
 impl<St: Send + 'static> Opening<St> {
+    /// The model's stream, once the backend has accepted the call.
+    pub async fn opened(self) -> Result<St, LlmError> {
+        self.call.await
+    }
+
     /// Calls the model now.
     fn start<M: ChatModel<Stream = St>>(llm: &M, request: &ChatRequest) -> Self {
         let (call, handle) = llm.chat_stream(request).remote_handle();

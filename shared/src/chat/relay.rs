@@ -4,15 +4,13 @@
 
 use super::context::estimate_prompt;
 use super::quota::{self, Claimed};
-use super::{ChatError, Delta};
+use super::{ChatError, Delta, Opening};
 use crate::config::Config;
 use crate::domain::limits::{MAX_HISTORY_MESSAGES, MAX_MESSAGE_CHARS, MAX_REPLY_BYTES};
 use crate::domain::{ModelOptions, OwnerId, STATELESS_SESSION, Timestamp, Usage, validate_model_name};
 use crate::store::meter::{Meter, metered};
 use crate::store::{BeginError, MessageRepository, QuotaRepository};
-#[cfg(doc)]
-use crate::llm::ChatModel;
-use crate::llm::{ChatEvent, ChatRequest, ChatTurn, Completion, LlmError, ReplyStream};
+use crate::llm::{ChatEvent, ChatModel, ChatRequest, ChatTurn, Completion, LlmError, ReplyStream};
 
 /// A model request built from a client's own turns, within the deployment's limits.
 pub fn stateless_request(
@@ -45,9 +43,9 @@ pub fn stateless_request(
     Ok(ChatRequest { model, messages: turns, options })
 }
 
-/// Reads the model's reply from `stream` (opened with
-/// [`ChatModel::chat_stream`], so that a backend refusing the request is
-/// known before anything is answered) into `on_delta`, and returns how it
+/// Reads the model's reply from `stream` (opened first, see
+/// [`Opening::opened`], so that a backend refusing the request is known
+/// before anything is answered) into `on_delta`, and returns how it
 /// ended. The reply is cut at [`MAX_REPLY_BYTES`], as a stored one is.
 pub async fn relay(mut stream: impl ReplyStream, mut on_delta: impl FnMut(Delta<'_>)) -> Result<Completion, LlmError> {
     let mut bytes = 0;
@@ -81,13 +79,16 @@ pub struct StatelessClaim {
 }
 
 /// Takes the owner's quota claim for `request` (a place, a request of the
-/// minute, its reserve of tokens); `QuotaExceeded` names the quota at its limit.
-pub async fn claim_stateless<S: QuotaRepository + MessageRepository>(
+/// minute, its reserve of tokens); `QuotaExceeded` names the quota at its
+/// limit. As a send's exchange, the claim is written while the model is
+/// called: the call is read only once the claim holds, and dropped if it fails.
+pub async fn claim_stateless<S: QuotaRepository + MessageRepository, M: ChatModel>(
     store: &S,
+    llm: &M,
     config: &Config,
     owner: &OwnerId,
     request: &ChatRequest,
-) -> Result<StatelessClaim, ChatError> {
+) -> Result<(StatelessClaim, Opening<M::Stream>), ChatError> {
     let meter = Meter::new();
     metered(meter.clone(), async {
         let now = Timestamp::now();
@@ -95,6 +96,7 @@ pub async fn claim_stateless<S: QuotaRepository + MessageRepository>(
         let prompt_estimate = quota::reserve(&request.messages, 0);
         let reserve = prompt_estimate + u64::from(request.options.num_predict.unwrap_or(config.max_reply_tokens));
         let claim = quota::claim(owner, limits, quota::stateless_slot(now), reserve, now)?;
+        let early = (!quota::refused_lately(owner)).then(|| Opening::start(llm, request));
         let mut freed = false;
         loop {
             match store.claim(&claim).await {
@@ -102,7 +104,7 @@ pub async fn claim_stateless<S: QuotaRepository + MessageRepository>(
                 Err(BeginError::Quota(crate::domain::Quota::ActiveReplies)) if !freed && quota::free_dead_slots(store, owner).await? => {
                     freed = true;
                 }
-                Err(BeginError::Quota(q)) => return Err(quota::refusal(q, now)),
+                Err(BeginError::Quota(q)) => return Err(quota::refused_by_commit(owner, q, now)),
                 Err(BeginError::Store(e)) => return Err(e.into()),
                 Err(BeginError::Busy | BeginError::Duplicate) => return Err(ChatError::ReplyInProgress),
             }
@@ -115,7 +117,8 @@ pub async fn claim_stateless<S: QuotaRepository + MessageRepository>(
             model: format!("{backend}/{bare}"),
             backend: backend.to_owned(),
         };
-        Ok(StatelessClaim { claimed, prompt_estimate, started: std::time::Instant::now() })
+        let opening = early.unwrap_or_else(|| Opening::start(llm, request));
+        Ok((StatelessClaim { claimed, prompt_estimate, started: std::time::Instant::now() }, opening))
     })
     .await
 }

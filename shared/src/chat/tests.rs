@@ -281,7 +281,14 @@ impl QuotaRepository for WriteLog {
         self.inner.set_quota_override(owner, quota).await
     }
     async fn claim(&self, claim: &QuotaClaim) -> Result<(), BeginError> {
-        self.inner.claim(claim).await
+        if let Some((delay, _)) = &self.slow_commit {
+            tokio::time::sleep(*delay).await;
+        }
+        let result = self.inner.claim(claim).await;
+        if let Some((_, model)) = &self.slow_commit {
+            *self.committed.lock().unwrap() = Some((model.requests().len(), Instant::now()));
+        }
+        result
     }
     async fn settle(&self, settlement: &Settlement) -> Result<(), StoreError> {
         self.inner.settle(settlement).await
@@ -320,6 +327,23 @@ async fn the_model_is_called_while_the_exchange_commits_and_heard_only_after() {
     assert_eq!(heard.len(), 2);
     assert!(heard.iter().all(|at| *at >= committed_at), "nothing the model said was read before the commit");
     assert_eq!(model.requests().len(), 1, "one call: the one started during the commit");
+}
+
+#[tokio::test]
+async fn a_stateless_call_starts_while_its_claim_is_written() {
+    let app = app_on_fresh_table(&[]).await;
+    let owner = OwnerId::parse("stateless-owner").unwrap();
+    let model = says_ok();
+    let store = WriteLog { slow_commit: Some((Duration::from_millis(200), model.clone())), ..write_log(&app) };
+    let turns = vec![crate::llm::ChatTurn { role: Role::User, content: "hi".into() }];
+    let request = stateless_request(&app.config, app.config.default_model.clone(), turns, Default::default()).unwrap();
+    let (claim, opening) = claim_stateless(&store, &model, &app.config, &owner, &request).await.unwrap();
+    let (calls, _) = store.committed.lock().unwrap().expect("claimed");
+    assert_eq!(calls, 1, "the model was called before the claim was written");
+    let completion = relay(opening.opened().await.unwrap(), |_| {}).await.unwrap();
+    assert_eq!(completion.done_reason.as_deref(), Some("stop"));
+    settle_stateless(&store, claim, None, "", "ok").await;
+    assert!(app.store.quota_use(&owner, crate::domain::Timestamp::now()).await.unwrap().slots.is_empty(), "settled");
 }
 
 #[tokio::test]

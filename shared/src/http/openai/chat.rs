@@ -62,8 +62,8 @@ where
     };
 
     let request = chat::stateless_request(&app.config, model.clone(), turns, options)?;
-    let claim = chat::claim_stateless(&app.store, &app.config, owner, &request).await?;
-    let reply = match app.llm.chat_stream(&request).await {
+    let (claim, opening) = chat::claim_stateless(&app.store, &app.llm, &app.config, owner, &request).await?;
+    let reply = match opening.opened().await {
         Ok(reply) => reply,
         Err(e) => {
             chat::settle_stateless(&app.store, claim, None, "", "").await;
