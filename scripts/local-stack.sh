@@ -40,27 +40,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 DDB="$LLMCHAT_ROOT/scripts/dynamodb-local.sh"
 WATCH_PATTERN="llmchat-local"
-# Fills the path parameters of the router's routes.
-SOME_ID=00000000-0000-0000-0000-000000000000
 
 usage() {
     echo "usage:" >&2
     sed -n '8,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
     exit 2
-}
-
-# The router in Cargo.toml, as lines "FUNCTION METHOD PATH" (METHOD GET where a
-# function serves every method), path parameters filled with SOME_ID.
-router_routes() {
-    python3 - "$LLMCHAT_ROOT/Cargo.toml" "$SOME_ID" <<'PY'
-import re, sys, tomllib
-with open(sys.argv[1], "rb") as f:
-    router = tomllib.load(f)["workspace"]["metadata"]["llmchat"]["router"]
-for path, target in router.items():
-    path = re.sub(r"\{[^}]*\}", sys.argv[2], path)
-    for t in [{"function": target}] if isinstance(target, str) else target:
-        print(t["function"], t.get("method", "GET"), path)
-PY
 }
 
 # Writes the functions' env file: NAME=VALUE arguments, one line per name, the
@@ -163,17 +147,14 @@ cmd_start() {
 
     # Every function, the admin tool and the local runtime, in one build
     # before anything starts: the runtime runs these binaries as they are.
-    local -a functions bins=(--bin llmchat-admin --bin llmchat-local) quiet=(-q) routes
+    local -a functions bins=(--bin llmchat-admin --bin llmchat-local) quiet=(-q)
     [[ $profile == debug ]] || bins+=(--release)
     local f
     mapfile -t functions < <(function_packages)
     ((${#functions[@]} > 0)) || die "no function packages under functions/"
     for f in "${functions[@]}"; do bins+=(--bin "$f"); done
-    mapfile -t routes < <(router_routes)
-    ((${#routes[@]} > 0)) || die "no routes in the router of Cargo.toml"
-    for f in $(printf '%s\n' "${routes[@]}" | cut -d' ' -f1 | sort -u); do
-        [[ " ${functions[*]} " == *" $f "* ]] || die "the router in Cargo.toml names $f, which is no package under functions/"
-    done
+    # The router's names are checked by llmchat-local itself: a function it
+    # routes to must be a binary built here.
     # target/local-stack is shared by every stack but make dev's: after
     # `cargo test` ran the end-to-end test, little is left to compile.
     ((dev)) || export CARGO_TARGET_DIR="$LLMCHAT_ROOT/target/local-stack"
@@ -258,7 +239,7 @@ cmd_start() {
         STACK_DYNAMODB "$DYNAMODB_ENDPOINT" \
         STACK_LLM "$llm_status" \
         >"$dir/stack.env"
-    log "local stack ready at $base: ${#functions[@]} functions on ${#routes[@]} routes, Ollama $llm_status"
+    log "local stack ready at $base: ${#functions[@]} functions, Ollama $llm_status"
 }
 
 cmd_env() {

@@ -56,7 +56,7 @@ pub async fn serve(rt: Arc<Runtime>, req: Request<Incoming>) -> Result<Response<
     let request_id = uuid::Uuid::new_v4().to_string();
     let method = req.method().as_str().to_owned();
     let path = req.uri().path().to_owned();
-    let function = match routes::route(&rt.routes, &method, &path) {
+    let (function, params) = match routes::route(&rt.routes, &method, &path) {
         Target::Function { function, params } => (function, params),
         Target::NotFound => {
             return Ok(problem(StatusCode::NOT_FOUND, "not_found", &format!("no route serves {path}"), &request_id));
@@ -74,7 +74,6 @@ pub async fn serve(rt: Arc<Runtime>, req: Request<Incoming>) -> Result<Response<
             return Ok(res);
         }
     };
-    let (function, params) = function;
     let Some(queue) = rt.queues.get(&function) else {
         return Ok(problem(StatusCode::NOT_FOUND, "not_found", &format!("no function {function}"), &request_id));
     };

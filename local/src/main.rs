@@ -27,6 +27,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio::process::Command;
 
 use instances::{Instances, Launch};
 use llmchat_local::routes;
@@ -177,8 +178,6 @@ async fn watch(rt: Arc<Runtime>, launch: Arc<Launch>, dirs: Vec<PathBuf>, build:
     }
 }
 
-use tokio::process::Command;
-
 /// Serves `listener` with `serve` for each request, one task per connection.
 async fn accept<F, Fut, B>(listener: TcpListener, rt: Arc<Runtime>, serve: F)
 where
@@ -212,9 +211,14 @@ async fn main() {
             .unwrap_or_else(|e| usage(&format!("{}: {e}", file.display()))),
         None => Vec::new(),
     };
-    for function in routes::functions(&routes) {
-        if !args.bin_dir.join(&function).is_file() {
-            usage(&format!("no binary {} (build the functions first)", args.bin_dir.join(&function).display()));
+    let functions = routes::functions(&routes);
+    for function in &functions {
+        if !args.bin_dir.join(function).is_file() {
+            usage(&format!(
+                "no binary {} for `{function}`, which the router in {} names (build the functions first; is it a package under functions/?)",
+                args.bin_dir.join(function).display(),
+                args.manifest.display()
+            ));
         }
     }
 
@@ -224,7 +228,7 @@ async fn main() {
     let api_listener = TcpListener::bind(address).await.unwrap_or_else(|e| usage(&format!("{address}: {e}")));
 
     let rt = Arc::new(Runtime {
-        queues: routes::functions(&routes).into_iter().map(|f| (f, Queue::default())).collect(),
+        queues: functions.into_iter().map(|f| (f, Queue::default())).collect(),
         routes,
         in_flight: InFlight::default(),
         instances: Instances::default(),

@@ -1,5 +1,8 @@
 //! Step two of a send: stream the model's reply into the store.
 
+use std::pin::Pin;
+
+use futures::future::OptionFuture;
 use tokio::time::Instant;
 
 use super::quota::{self, Claimed};
@@ -58,9 +61,22 @@ struct Log {
     /// Bytes of the reply (thinking, then content) already appended.
     flushed: usize,
     next_part: u32,
-    /// When the oldest text still waiting arrived.
+    /// When the oldest text not yet in an append arrived.
     waiting_since: Option<Instant>,
     last_write: Instant,
+}
+
+/// An append under way: the model's stream is read (and its text relayed)
+/// while it is written, so a slow write never holds a token back.
+type Appending<'a> = Pin<Box<dyn Future<Output = Appended> + Send + 'a>>;
+
+/// How an append ended.
+struct Appended {
+    /// What it covered: the reply's length when it began, and the text's oldest arrival.
+    end: usize,
+    since: Option<Instant>,
+    with_part: bool,
+    outcome: Result<(), Option<Stop>>,
 }
 
 /// Generates and stores the reply. `on_delta` sees each piece of thinking and
@@ -90,7 +106,8 @@ async fn generate_metered<S: MessageRepository, St: ReplyStream + 'static>(
     let stop = match opening.opened().await {
         Err(e) => Stop::Failed(e),
         Ok(mut stream) => {
-            loop {
+            let mut appending: Option<Appending<'_>> = None;
+            let stop = loop {
                 // Text waiting goes out LOG_FLUSH_INTERVAL after it arrived; with none, the lease is renewed.
                 let due = match log.waiting_since {
                     Some(since) => since + LOG_FLUSH_INTERVAL,
@@ -126,15 +143,25 @@ async fn generate_metered<S: MessageRepository, St: ReplyStream + 'static>(
                             length - log.flushed >= LOG_FLUSH_BYTES
                         }
                     },
-                    _ = tokio::time::sleep_until(due) => true,
+                    appended = OptionFuture::from(appending.as_mut()), if appending.is_some() => {
+                        appending = None;
+                        match appended.map(|appended| log.record(appended)) {
+                            // Dropping the stream closes the model's connection: it stops generating.
+                            Some(Err(stop)) => break stop,
+                            _ => reply.end_position() - log.flushed >= LOG_FLUSH_BYTES,
+                        }
+                    },
+                    _ = tokio::time::sleep_until(due), if appending.is_none() => true,
                 };
-                if write_due {
-                    if let Some(stop) = append(store, config, &mut reply, &mut log).await {
-                        // Dropping the stream closes the model's connection: it stops generating.
-                        break stop;
-                    }
+                if write_due && appending.is_none() {
+                    appending = Some(Box::pin(append(store, config, &mut reply, &mut log)));
                 }
+            };
+            // An append still under way lands before the final write.
+            if let Some(appending) = appending {
+                let _ = log.record(appending.await);
             }
+            stop
         }
     };
     let timing = Timing { started, first_output, ended: Instant::now() };
@@ -155,34 +182,63 @@ struct Timing {
     ended: Instant,
 }
 
-/// Appends the waiting text (if any) and renews the lease. `Some` when the
-/// generator must stop: a cancel was asked for, or the reply is not its own.
-async fn append<S: MessageRepository>(store: &S, config: &Config, reply: &mut Message, log: &mut Log) -> Option<Stop> {
+impl Log {
+    /// Takes an ended append into account; `Err` when the generator must
+    /// stop: a cancel was asked for, or the reply is not its own.
+    fn record(&mut self, appended: Appended) -> Result<(), Stop> {
+        match appended.outcome {
+            Ok(()) => {
+                if appended.with_part {
+                    self.flushed = appended.end;
+                    self.next_part += 1;
+                }
+                self.last_write = Instant::now();
+                Ok(())
+            }
+            Err(Some(stop)) => Err(stop),
+            Err(None) => {
+                // The next write tries again, with this text; the lease covers a few failures.
+                self.last_write = Instant::now();
+                if appended.with_part {
+                    self.waiting_since = match (appended.since, self.waiting_since) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Starts appending the waiting text (if any) with a renewal of the lease:
+/// the write works on a copy of what it needs, so the reply goes on growing
+/// meanwhile. [`Log::record`] takes its outcome into account.
+fn append<'a, S: MessageRepository>(store: &'a S, config: &Config, reply: &mut Message, log: &mut Log) -> impl Future<Output = Appended> + Send + 'a {
     reply.lease_until = Some(Timestamp::now().plus(config.llm_idle_timeout + LEASE_GRACE));
+    let end = reply.end_position();
     let thinking = reply.thinking.len();
-    let part = (reply.end_position() > log.flushed).then(|| LogPart {
+    let part = (end > log.flushed).then(|| LogPart {
         index: log.next_part,
         offset: log.flushed,
         thinking: reply.thinking.get(log.flushed..).unwrap_or_default().to_owned(),
         text: reply.content[log.flushed.saturating_sub(thinking)..].to_owned(),
     });
-    match store.append_reply(reply, part.as_ref()).await {
-        Ok(()) => {
-            if part.is_some() {
-                log.flushed = reply.end_position();
-                log.next_part += 1;
+    let since = log.waiting_since.take();
+    // The reply's keys, generation and lease, without its text (which only the final write carries).
+    let (content, thinking) = (std::mem::take(&mut reply.content), std::mem::take(&mut reply.thinking));
+    let head = reply.clone();
+    (reply.content, reply.thinking) = (content, thinking);
+    async move {
+        let outcome = match store.append_reply(&head, part.as_ref()).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::ConditionFailed) => Err(Some(why_refused(store, &head).await)),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not append to the reply's log; generation goes on");
+                Err(None)
             }
-            log.waiting_since = None;
-            log.last_write = Instant::now();
-            None
-        }
-        Err(StoreError::ConditionFailed) => Some(why_refused(store, reply).await),
-        Err(e) => {
-            // The next write tries again; the lease covers a few failures.
-            tracing::warn!(error = %e, "could not append to the reply's log; generation goes on");
-            log.last_write = Instant::now();
-            None
-        }
+        };
+        Appended { end, since, with_part: part.is_some(), outcome }
     }
 }
 

@@ -69,16 +69,11 @@ pub(crate) mod splits {
         }
         pieces
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    /// Every line `reads` make, the last one (without a newline) included.
-    fn lines_of(reads: &[&[u8]]) -> Vec<Vec<u8>> {
-        let mut buf = LineBuffer::new();
+    /// Every line `reads` make, as a stream's reader sees them: the last one
+    /// (without a newline) included.
+    pub fn lines_of(reads: &[&[u8]]) -> Vec<Vec<u8>> {
+        let mut buf = super::LineBuffer::new();
         let mut lines = Vec::new();
         for read in reads {
             buf.push(read);
@@ -87,11 +82,17 @@ mod tests {
         lines.extend(buf.finish());
         lines
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
 
     proptest! {
         #[test]
         fn any_split_of_any_bytes_gives_the_same_lines(bytes in prop::collection::vec(any::<u8>(), 0..512), cuts in splits::cuts()) {
-            prop_assert_eq!(lines_of(&splits::pieces(&bytes, &cuts)), lines_of(&[&bytes]));
+            prop_assert_eq!(splits::lines_of(&splits::pieces(&bytes, &cuts)), splits::lines_of(&[&bytes]));
         }
 
         #[test]
@@ -108,7 +109,7 @@ mod tests {
                 .filter(|text| !text.bytes().all(|b| b.is_ascii_whitespace()))
                 .map(|text| text.as_bytes().to_vec())
                 .collect();
-            prop_assert_eq!(lines_of(&splits::pieces(stream.as_bytes(), &cuts)), expected);
+            prop_assert_eq!(splits::lines_of(&splits::pieces(stream.as_bytes(), &cuts)), expected);
         }
     }
 

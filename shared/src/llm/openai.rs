@@ -419,22 +419,15 @@ impl EventDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::llm::ndjson::{LineBuffer, splits};
+    use crate::llm::ndjson::splits;
     use proptest::prelude::*;
 
     /// What a stream read in `reads` comes to, as [`ChatStream`] reads it,
     /// with the durations it measured set to zero.
     fn decode(reads: &[&[u8]]) -> Vec<Result<ChatEvent, LlmError>> {
-        let mut buf = LineBuffer::new();
         let mut decoder = EventDecoder::new(Instant::now());
         let mut out = Vec::new();
-        let mut lines = Vec::new();
-        for bytes in reads {
-            buf.push(bytes);
-            lines.extend(std::iter::from_fn(|| buf.next_line()));
-        }
-        lines.extend(buf.finish());
-        for line in lines {
+        for line in splits::lines_of(reads) {
             match decoder.parse(&line) {
                 Ok(None) => continue,
                 Ok(Some(ChatEvent::Done(done))) => {
