@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::domain::{CreateSession, DEFAULT_TITLE, Message, Order, OwnerId, Page, Session, Timestamp, UpdateSession};
-use crate::store::{MessageCursor, MessageRepository, SessionCursor, SessionRepository, StoreError};
+use crate::store::{BUSY_ATTEMPTS, MessageCursor, MessageRepository, SessionCursor, SessionRepository, StoreError, back_off, retry_on_conflict};
 
 /// Why a session operation was refused.
 #[derive(Debug, thiserror::Error)]
@@ -122,29 +122,14 @@ pub async fn update<R: SessionRepository>(
     Err(SessionError::Busy)
 }
 
-/// How often a PATCH or a DELETE tries its write while other writes on the
-/// session keep refusing it (a PATCH's session changed since it was read, or
-/// DynamoDB cancelled the write for a send's transaction in flight on the same
-/// item) before answering `409 session_busy`.
-pub const BUSY_ATTEMPTS: u32 = 5;
-/// The wait after the first refused attempt, doubled after each next one.
-pub const BUSY_BACKOFF: Duration = Duration::from_millis(20);
-
-async fn back_off(attempt: u32) {
-    tokio::time::sleep(BUSY_BACKOFF * 2u32.pow(attempt)).await;
-}
-
 /// Deletes the session for every reader at once (a read, a send or a list
 /// that comes after finds it gone) and queues its items for [`purge`], which
 /// the caller runs after answering.
 pub async fn delete<R: SessionRepository>(repo: &R, owner: &OwnerId, id: Uuid) -> Result<(), SessionError> {
-    for attempt in 0..BUSY_ATTEMPTS {
-        match repo.delete_session(owner, id).await {
-            Err(StoreError::Conflict) => back_off(attempt).await,
-            other => return Ok(other?),
-        }
+    match retry_on_conflict(|| repo.delete_session(owner, id)).await {
+        Err(StoreError::Conflict) => Err(SessionError::Busy),
+        other => Ok(other?),
     }
-    Err(SessionError::Busy)
 }
 
 /// How long one invocation goes on purging deleted sessions after its

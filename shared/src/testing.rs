@@ -117,13 +117,16 @@ pub enum Step {
     Fail(LlmError),
 }
 
+/// A script made from what a call asks.
+type Answer = Arc<dyn Fn(&ChatRequest) -> Vec<Step> + Send + Sync>;
+
 /// An in-process model backend that replies with a script, and records what
 /// it was asked and whether its reader let go of a stream before its end.
 #[derive(Clone, Default)]
 pub struct ScriptedModel {
     script: Vec<Step>,
     /// When set, the script of each call, from what it asks.
-    answer: Option<Arc<dyn Fn(&ChatRequest) -> Vec<Step> + Send + Sync>>,
+    answer: Option<Answer>,
     requests: Arc<Mutex<Vec<ChatRequest>>>,
     dropped_early: Arc<Mutex<u32>>,
 }

@@ -12,7 +12,7 @@ use crate::domain::limits::MAX_REPLY_BYTES;
 use crate::domain::{Message, MessageStatus, Timestamp};
 use crate::llm::{ChatEvent, Completion, LlmError, ReplyStream, TimeoutPhase};
 use crate::store::meter::metered;
-use crate::store::{LogPart, MessageRepository, StoreError};
+use crate::store::{LogPart, MessageRepository, StoreError, retry_on_conflict};
 
 /// A reply's outcome: the reply as it ended, and what went wrong, if anything.
 #[derive(Debug)]
@@ -327,7 +327,9 @@ async fn finish<S: MessageRepository>(
     // If this fails, the client is told so; the lease makes the stored reply
     // read back as `incomplete`, with the text of its log (and its place
     // among the owner's replies in progress is freed by a later claim).
-    let save_error = store.finish_reply(&reply, &settlement).await.err();
+    // The owner's quota counters are shared by its replies: two ending at the
+    // same moment may conflict, and the final write is tried again.
+    let save_error = retry_on_conflict(|| store.finish_reply(&reply, &settlement)).await.err();
     if let Some(e) = &save_error {
         tracing::error!(error = %e, "could not store the final reply");
     }

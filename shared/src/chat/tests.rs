@@ -199,6 +199,8 @@ struct WriteLog {
     committed: Arc<Mutex<Option<(usize, Instant)>>>,
     /// Each append to the log takes this much longer.
     append_delay: Option<Duration>,
+    /// The final write is refused for a conflict this many times first.
+    finish_conflicts: Arc<Mutex<u32>>,
 }
 
 impl MessageRepository for WriteLog {
@@ -256,6 +258,13 @@ impl MessageRepository for WriteLog {
         self.inner.append_reply(reply, part).await
     }
     async fn finish_reply(&self, reply: &Message, settlement: &Settlement) -> Result<(), StoreError> {
+        {
+            let mut left = self.finish_conflicts.lock().unwrap();
+            if *left > 0 {
+                *left -= 1;
+                return Err(StoreError::Conflict);
+            }
+        }
         self.inner.finish_reply(reply, settlement).await
     }
     async fn request_cancel(&self, id: Uuid, seq: u64) -> Result<bool, StoreError> {
@@ -310,7 +319,7 @@ impl QuotaRepository for WriteLog {
 }
 
 fn write_log(app: &App) -> WriteLog {
-    WriteLog { inner: app.store.clone(), appends: Arc::default(), delete_before_begin: false, slow_commit: None, committed: Arc::default(), append_delay: None }
+    WriteLog { inner: app.store.clone(), appends: Arc::default(), delete_before_begin: false, slow_commit: None, committed: Arc::default(), append_delay: None, finish_conflicts: Arc::default() }
 }
 
 #[tokio::test]
@@ -457,6 +466,23 @@ async fn writes_grow_linearly_with_the_reply() {
         counts.push(appends.len());
     }
     assert!(counts[1] > counts[0], "more text, more appends: {counts:?}");
+}
+
+#[tokio::test]
+async fn a_final_write_refused_for_a_conflict_is_tried_again() {
+    let (app, owner, session) = fixture().await;
+    let store = WriteLog { finish_conflicts: Arc::new(Mutex::new(crate::store::BUSY_ATTEMPTS - 1)), ..write_log(&app) };
+    let pending = begin_new(&app, &says_ok(), &owner, &session, "hi").await;
+    let generated = generate(&store, &app.config, pending, |_| {}).await;
+    assert!(finished(&generated), "{:?}", generated.problem());
+    let stored = app.store.get_message(session.id, generated.reply.seq).await.unwrap().unwrap();
+    assert_eq!((stored.status, stored.content.as_str()), (MessageStatus::Complete, "ok"));
+
+    // Past the attempts, the reply is left to its lease, and the client told.
+    let store = WriteLog { finish_conflicts: Arc::new(Mutex::new(crate::store::BUSY_ATTEMPTS)), ..write_log(&app) };
+    let pending = begin_new(&app, &says_ok(), &owner, &session, "again").await;
+    let generated = generate(&store, &app.config, pending, |_| {}).await;
+    assert!(matches!(generated.save_error, Some(StoreError::Conflict)), "{:?}", generated.save_error);
 }
 
 #[tokio::test]

@@ -35,6 +35,33 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// How often a write is tried while DynamoDB refuses it for another write in
+/// flight on the same items ([`StoreError::Conflict`]): a `PATCH`, a `DELETE`
+/// (then `409 session_busy`), and a reply's final write.
+pub const BUSY_ATTEMPTS: u32 = 5;
+/// The wait after the first refused attempt, doubled after each next one.
+pub const BUSY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The wait before attempt `attempt + 1` of a write refused for a conflict.
+pub async fn back_off(attempt: u32) {
+    tokio::time::sleep(BUSY_BACKOFF * 2u32.pow(attempt)).await;
+}
+
+/// Runs `write` again while it is refused for a conflict, at most
+/// [`BUSY_ATTEMPTS`] times in all; its last answer.
+pub async fn retry_on_conflict<T, Fut: Future<Output = Result<T, StoreError>>>(mut write: impl FnMut() -> Fut) -> Result<T, StoreError> {
+    let mut attempt = 0;
+    loop {
+        match write().await {
+            Err(StoreError::Conflict) if attempt + 1 < BUSY_ATTEMPTS => {
+                back_off(attempt).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// One page of a list and where the next one starts.
 #[derive(Debug)]
 pub struct Listed<T, C> {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::quotas::{record_read, refused_quota};
-use super::{DynamoStore, Item, from_item, live_session, owned_session, s, sdk_error, to_attr, to_item};
+use super::{Conditions, DynamoStore, Item, cancel_reasons, from_item, live_session, owned_session, s, sdk_error, to_attr, to_item, transaction_error};
 use super::schema::*;
 use crate::domain::tokens::TokenCalibration;
 use crate::domain::{ErrorCode, Message, MessageStatus, Order, OwnerId, Role, Session, Spend, Timestamp, Usage};
@@ -330,14 +330,8 @@ impl MessageRepository for DynamoStore {
         if let Some(quota) = err.as_service_error().and_then(|e| refused_quota(e, claim_at)) {
             return Err(BeginError::Quota(quota));
         }
-        let failed = |index: usize| {
-            match err.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(c)) => c.cancellation_reasons().get(index),
-                _ => None,
-            }
-                .and_then(|r| r.code())
-                == Some("ConditionalCheckFailed")
-        };
+        let reasons = cancel_reasons(&err);
+        let failed = |index: usize| reasons.get(index) == Some(&Some("ConditionalCheckFailed"));
         if idempotency.is_some() && failed(3) {
             return Err(BeginError::Duplicate);
         }
@@ -353,12 +347,7 @@ impl MessageRepository for DynamoStore {
         }
         // Another send's transaction on the same items, in flight at the same
         // moment, cancels this one with TransactionConflict: also a busy session.
-        let conflict = match err.as_service_error() {
-            Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
-                c.cancellation_reasons().iter().any(|r| r.code() == Some("TransactionConflict"))
-            }
-            _ => false,
-        };
+        let conflict = reasons.contains(&Some("TransactionConflict"));
         if failed(0) || conflict || (abandoned.is_some() && failed(abandoned_at)) {
             return Err(BeginError::Busy);
         }
@@ -448,19 +437,7 @@ impl MessageRepository for DynamoStore {
                 .map_err(built)?;
             writes.push(TransactWriteItem::builder().put(put).build());
         }
-        let result = self.transact(writes).await;
-        match result {
-            Ok(()) => Ok(()),
-            Err(err) => {
-                let refused = match err.as_service_error() {
-                    Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
-                        c.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed"))
-                    }
-                    _ => false,
-                };
-                Err(if refused { StoreError::ConditionFailed } else { sdk_error(err) })
-            }
-        }
+        self.transact(writes).await.map_err(|err| transaction_error(err, Conditions::Any))
     }
 
     async fn request_cancel(&self, session_id: Uuid, seq: u64) -> Result<bool, StoreError> {
@@ -506,13 +483,7 @@ impl MessageRepository for DynamoStore {
         ];
         let result = self.client.transact_write_items().set_transact_items(Some(writes)).send().await;
         if let Err(err) = result {
-            let refused = match err.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
-                    c.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed"))
-                }
-                _ => false,
-            };
-            return Err(if refused { StoreError::ConditionFailed } else { sdk_error(err) });
+            return Err(transaction_error(err, Conditions::Any));
         }
         // The log expires by itself (TTL); removing it now leaves nothing behind.
         let keys = self
@@ -575,19 +546,7 @@ impl MessageRepository for DynamoStore {
             .map_err(built)?;
         let mut writes = vec![TransactWriteItem::builder().update(update).build()];
         writes.extend(self.settle_writes(settlement)?);
-        let result = self.transact(writes).await;
-        match result {
-            Ok(()) => Ok(()),
-            Err(err) => {
-                let refused = match err.as_service_error() {
-                    Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
-                        c.cancellation_reasons().first().and_then(|r| r.code()) == Some("ConditionalCheckFailed")
-                    }
-                    _ => false,
-                };
-                Err(if refused { StoreError::ConditionFailed } else { sdk_error(err) })
-            }
-        }
+        self.transact(writes).await.map_err(|err| transaction_error(err, Conditions::First))
     }
 
     async fn list_messages(

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, ReturnValue, WriteRequest};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -85,6 +86,44 @@ where
         ));
     }
     StoreError::Unavailable(error_chain(&err))
+}
+
+/// Why DynamoDB cancelled a transaction: each write's reason code, in the
+/// transaction's order (`None` where a write was not objected to); empty when
+/// the transaction failed otherwise.
+pub(crate) fn cancel_reasons<R>(err: &SdkError<TransactWriteItemsError, R>) -> Vec<Option<&str>> {
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(c)) => c.cancellation_reasons().iter().map(|r| r.code()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Which conditions of a transaction make it `ConditionFailed` for its caller.
+#[derive(Clone, Copy)]
+pub(crate) enum Conditions {
+    /// Any write's.
+    Any,
+    /// The first write's only (the others' failing is no answer to the caller).
+    First,
+}
+
+/// A cancelled transaction as a store error: `ConditionFailed` (see
+/// [`Conditions`]), `Conflict` when it met another transaction on the same
+/// items at the same moment (DynamoDB cancels one of them; trying again may
+/// succeed), else what [`sdk_error`] makes of it.
+pub(crate) fn transaction_error<R: std::fmt::Debug>(err: SdkError<TransactWriteItemsError, R>, conditions: Conditions) -> StoreError {
+    let reasons = cancel_reasons(&err);
+    let failed = match conditions {
+        Conditions::Any => reasons.iter().any(|r| *r == Some("ConditionalCheckFailed")),
+        Conditions::First => reasons.first() == Some(&Some("ConditionalCheckFailed")),
+    };
+    if failed {
+        return StoreError::ConditionFailed;
+    }
+    if reasons.contains(&Some("TransactionConflict")) {
+        return StoreError::Conflict;
+    }
+    sdk_error(err)
 }
 
 /// For writes whose condition is "the item exists and is the caller's": a
@@ -588,7 +627,11 @@ mod tests {
     use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
     use aws_sdk_dynamodb::types::error::TransactionConflictException;
 
-    use super::sdk_error;
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    use aws_sdk_dynamodb::types::CancellationReason;
+    use aws_sdk_dynamodb::types::error::TransactionCanceledException;
+
+    use super::{Conditions, sdk_error, transaction_error};
     use crate::store::StoreError;
 
     /// An UpdateItem refused as DynamoDB refuses it, with `code` on the wire.
@@ -603,5 +646,27 @@ mod tests {
         assert!(matches!(sdk_error(refused("TransactionConflictException")), StoreError::Conflict));
         assert!(matches!(sdk_error(refused("ConditionalCheckFailedException")), StoreError::ConditionFailed));
         assert!(matches!(sdk_error(refused("InternalServerError")), StoreError::Unavailable(_)));
+    }
+
+    /// A transaction cancelled as DynamoDB cancels it, one reason per write (`None`: no objection).
+    fn cancelled(reasons: &[Option<&str>]) -> SdkError<TransactWriteItemsError, ()> {
+        let meta = ErrorMetadata::builder().code("TransactionCanceledException").message("cancelled").build();
+        let reasons = reasons.iter().map(|code| CancellationReason::builder().set_code(code.map(str::to_owned)).build());
+        let err = TransactionCanceledException::builder().set_cancellation_reasons(Some(reasons.collect())).meta(meta).build();
+        SdkError::service_error(TransactWriteItemsError::TransactionCanceledException(err), ())
+    }
+
+    #[test]
+    fn a_transaction_cancelled_by_another_is_a_conflict_and_a_failed_condition_wins() {
+        let conflict = cancelled(&[None, Some("TransactionConflict"), None]);
+        assert!(matches!(transaction_error(conflict, Conditions::Any), StoreError::Conflict));
+        let both = cancelled(&[Some("ConditionalCheckFailed"), Some("TransactionConflict")]);
+        assert!(matches!(transaction_error(both, Conditions::First), StoreError::ConditionFailed));
+        // A later write's condition is no answer when only the first one's counts.
+        let later = cancelled(&[None, Some("ConditionalCheckFailed")]);
+        assert!(matches!(transaction_error(later, Conditions::First), StoreError::Unavailable(_)));
+        let later = cancelled(&[None, Some("ConditionalCheckFailed")]);
+        assert!(matches!(transaction_error(later, Conditions::Any), StoreError::ConditionFailed));
+        assert!(matches!(transaction_error(cancelled(&[None, Some("ThrottlingError")]), Conditions::Any), StoreError::Unavailable(_)));
     }
 }
