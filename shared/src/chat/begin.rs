@@ -13,7 +13,7 @@ use crate::domain::limits::MAX_HISTORY_MESSAGES;
 use crate::domain::{Message, MessageStatus, ModelOptions, OwnerId, QuotaLimits, Role, SendMessage, Timestamp};
 use crate::llm::{ChatModel, ChatRequest};
 use crate::store::meter::{Meter, metered};
-use crate::store::{BeginError, IdempotencyRecord, MessageRepository, QuotaRepository, SendState, StoreError};
+use crate::store::{BUSY_ATTEMPTS, BeginError, IdempotencyRecord, MessageRepository, QuotaRepository, SendState, StoreError, back_off};
 
 /// What a send reads before it is judged, read while the caller's key is
 /// checked: the session with its newest messages (one Query), then the
@@ -196,10 +196,15 @@ async fn start<S: MessageRepository + QuotaRepository, M: ChatModel>(
     // early below drops the call. An owner a quota refused lately waits for
     // the commit, so a client at its limit costs the model nothing.
     let early = (!quota::refused_lately(owner)).then(|| Opening::start(llm, &request));
-    let mut freed = false;
+    let (mut freed, mut attempt) = (false, 0);
     loop {
         match store.begin_exchange(&session, expected_seq, &user, &reply, idempotency.as_ref(), abandoned, &claim).await {
             Ok(()) => break,
+            // Another transaction on the same items at the same moment: the conditions decide the next try.
+            Err(BeginError::Store(StoreError::Conflict)) if attempt + 1 < BUSY_ATTEMPTS => {
+                back_off(attempt).await;
+                attempt += 1;
+            }
             Err(BeginError::Duplicate) => {
                 let id = input.client_message_id.as_deref().unwrap_or_default();
                 return replay(store, session_id, id, fingerprint).await;

@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::domain::limits::{MAX_HISTORY_MESSAGES, MAX_MESSAGE_CHARS, MAX_REPLY_BYTES};
 use crate::domain::{ModelOptions, OwnerId, STATELESS_SESSION, Timestamp, Usage, validate_model_name};
 use crate::store::meter::{Meter, metered};
-use crate::store::{BeginError, MessageRepository, QuotaRepository};
+use crate::store::{BUSY_ATTEMPTS, BeginError, MessageRepository, QuotaRepository, StoreError, back_off, retry_on_conflict};
 use crate::llm::{ChatEvent, ChatModel, ChatRequest, ChatTurn, Completion, LlmError, ReplyStream};
 
 /// A model request built from a client's own turns, within the deployment's limits.
@@ -97,10 +97,14 @@ pub async fn claim_stateless<S: QuotaRepository + MessageRepository, M: ChatMode
         let reserve = prompt_estimate + u64::from(request.options.num_predict.unwrap_or(config.max_reply_tokens));
         let claim = quota::claim(owner, limits, quota::stateless_slot(now), reserve, now)?;
         let early = (!quota::refused_lately(owner)).then(|| Opening::start(llm, request));
-        let mut freed = false;
+        let (mut freed, mut attempt) = (false, 0);
         loop {
             match store.claim(&claim).await {
                 Ok(()) => break,
+                Err(BeginError::Store(StoreError::Conflict)) if attempt + 1 < BUSY_ATTEMPTS => {
+                    back_off(attempt).await;
+                    attempt += 1;
+                }
                 Err(BeginError::Quota(crate::domain::Quota::ActiveReplies)) if !freed && quota::free_dead_slots(store, owner).await? => {
                     freed = true;
                 }
@@ -129,7 +133,7 @@ pub async fn claim_stateless<S: QuotaRepository + MessageRepository, M: ChatMode
 pub async fn settle_stateless<S: QuotaRepository>(store: &S, claim: StatelessClaim, usage: Option<&Usage>, thinking: &str, content: &str) {
     let generation_ms = claim.started.elapsed().as_millis() as u64;
     let (settlement, _) = quota::settlement(&claim.claimed, usage, thinking, content, claim.prompt_estimate, generation_ms);
-    if let Err(e) = metered(claim.claimed.meter.clone(), store.settle(&settlement)).await {
+    if let Err(e) = metered(claim.claimed.meter.clone(), retry_on_conflict(|| store.settle(&settlement))).await {
         tracing::warn!(error = %e, "could not settle a stateless call's quota claim");
     }
 }

@@ -201,6 +201,16 @@ struct WriteLog {
     append_delay: Option<Duration>,
     /// The final write is refused for a conflict this many times first.
     finish_conflicts: Arc<Mutex<u32>>,
+    /// The exchange's transaction is cancelled for a conflict this many times first.
+    begin_conflicts: Arc<Mutex<u32>>,
+}
+
+/// Takes one from `left` if there is one: whether a write is refused this time.
+fn refuse_once(left: &Mutex<u32>) -> bool {
+    let mut left = left.lock().unwrap();
+    let refuse = *left > 0;
+    *left = left.saturating_sub(1);
+    refuse
 }
 
 impl MessageRepository for WriteLog {
@@ -232,6 +242,9 @@ impl MessageRepository for WriteLog {
                 .await
                 .unwrap();
         }
+        if refuse_once(&self.begin_conflicts) {
+            return Err(BeginError::Store(StoreError::Conflict));
+        }
         if let Some((delay, _)) = &self.slow_commit {
             tokio::time::sleep(*delay).await;
         }
@@ -258,12 +271,8 @@ impl MessageRepository for WriteLog {
         self.inner.append_reply(reply, part).await
     }
     async fn finish_reply(&self, reply: &Message, settlement: &Settlement) -> Result<(), StoreError> {
-        {
-            let mut left = self.finish_conflicts.lock().unwrap();
-            if *left > 0 {
-                *left -= 1;
-                return Err(StoreError::Conflict);
-            }
+        if refuse_once(&self.finish_conflicts) {
+            return Err(StoreError::Conflict);
         }
         self.inner.finish_reply(reply, settlement).await
     }
@@ -319,7 +328,7 @@ impl QuotaRepository for WriteLog {
 }
 
 fn write_log(app: &App) -> WriteLog {
-    WriteLog { inner: app.store.clone(), appends: Arc::default(), delete_before_begin: false, slow_commit: None, committed: Arc::default(), append_delay: None, finish_conflicts: Arc::default() }
+    WriteLog { inner: app.store.clone(), appends: Arc::default(), delete_before_begin: false, slow_commit: None, committed: Arc::default(), append_delay: None, finish_conflicts: Arc::default(), begin_conflicts: Arc::default() }
 }
 
 #[tokio::test]
@@ -466,6 +475,20 @@ async fn writes_grow_linearly_with_the_reply() {
         counts.push(appends.len());
     }
     assert!(counts[1] > counts[0], "more text, more appends: {counts:?}");
+}
+
+#[tokio::test]
+async fn an_exchange_cancelled_for_a_conflict_is_tried_again_then_the_session_is_busy() {
+    let (app, owner, session) = fixture().await;
+    let store = WriteLog { begin_conflicts: Arc::new(Mutex::new(crate::store::BUSY_ATTEMPTS - 1)), ..write_log(&app) };
+    let begun = send_with(&store, &says_ok(), &app.config, &owner, session.id, send("hi")).await;
+    assert!(matches!(begun, Ok(Begun::New(_))), "{begun:?}");
+
+    let other = new_session(&app, "alice").await;
+    let store = WriteLog { begin_conflicts: Arc::new(Mutex::new(crate::store::BUSY_ATTEMPTS)), ..write_log(&app) };
+    let refused = send_with(&store, &says_ok(), &app.config, &owner, other.id, send("hi")).await;
+    assert!(matches!(refused, Err(ChatError::Storage(StoreError::Conflict))), "{refused:?}");
+    assert!(stored(&app, &other).await.is_empty(), "nothing of the refused send was stored");
 }
 
 #[tokio::test]

@@ -345,13 +345,13 @@ impl MessageRepository for DynamoStore {
                 return Err(BeginError::Store(StoreError::NotFound));
             }
         }
-        // Another send's transaction on the same items, in flight at the same
-        // moment, cancels this one with TransactionConflict: also a busy session.
-        let conflict = reasons.contains(&Some("TransactionConflict"));
-        if failed(0) || conflict || (abandoned.is_some() && failed(abandoned_at)) {
+        if failed(0) || (abandoned.is_some() && failed(abandoned_at)) {
             return Err(BeginError::Busy);
         }
-        Err(BeginError::Store(sdk_error(err)))
+        // Another transaction on the same items (a send in the same session,
+        // or any of the owner's on its quota counters), in flight at the same
+        // moment, cancels this one with TransactionConflict: worth another try.
+        Err(BeginError::Store(transaction_error(err, Conditions::Any)))
     }
 
     async fn get_idempotency(&self, session_id: Uuid, client_message_id: &str) -> Result<Option<IdempotencyRecord>, StoreError> {

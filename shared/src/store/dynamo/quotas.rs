@@ -18,7 +18,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ConsumedCapacity, ReturnConsumedCa
 use serde::{Deserialize, Serialize};
 
 use super::schema::{PK, SK, TTL_ATTRIBUTE};
-use super::{DynamoStore, Item, from_item, s, sdk_error};
+use super::{Conditions, DynamoStore, Item, from_item, s, sdk_error, transaction_error};
 use crate::domain::{LedgerEntry, OwnerId, Quota, QuotaOverride, Timestamp};
 use crate::store::{BeginError, QuotaClaim, QuotaRepository, QuotaUse, Settlement, StoreError, meter};
 
@@ -264,13 +264,13 @@ impl QuotaRepository for DynamoStore {
             Ok(()) => Ok(()),
             Err(err) => match err.as_service_error().and_then(|e| refused_quota(e, 0)) {
                 Some(quota) => Err(BeginError::Quota(quota)),
-                None => Err(BeginError::Store(sdk_error(err))),
+                None => Err(BeginError::Store(transaction_error(err, Conditions::Any))),
             },
         }
     }
 
     async fn settle(&self, settlement: &Settlement) -> Result<(), StoreError> {
-        self.transact(self.settle_writes(settlement)?).await.map_err(sdk_error)
+        self.transact(self.settle_writes(settlement)?).await.map_err(|err| transaction_error(err, Conditions::Any))
     }
 
     async fn quota_use(&self, owner: &OwnerId, now: Timestamp) -> Result<QuotaUse, StoreError> {
