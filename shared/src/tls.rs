@@ -2,7 +2,7 @@
 //! DynamoDB and SSM; reqwest's, to the model servers) runs rustls with ring
 //! as its crypto provider and trusts the platform's root certificates. One
 //! provider, not two: aws-lc-rs, the default of both the SDK and reqwest,
-//! would add about 1.5 MiB to every bootstrap (docs/DEPLOY.md, "Package size").
+//! would add about 1.3 MiB to every bootstrap (docs/DEPLOY.md, "Package size").
 
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
