@@ -44,7 +44,7 @@ impl<S, M> App<S, M> {
 /// secret named `/aws/reference/secretsmanager/<secret>`. The value is never
 /// logged; the error says only what failed.
 async fn read_parameter(name: String) -> Result<String, String> {
-    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    let aws = crate::tls::aws_config_loader().load().await;
     let client = aws_sdk_ssm::Client::new(&aws);
     let out = client
         .get_parameter()

@@ -2,8 +2,8 @@
 //! in layers that only point down (a test, `layers`, keeps it so):
 //!
 //! 1. [`domain`]: sessions, messages, ids, time, options, error codes, limits;
-//! 2. [`config`], [`telemetry`] and [`metrics`]: read once at cold start, logs and metrics; and the ports the
-//!    use cases ask for: [`store`] (repository traits) and [`llm`] (the
+//! 2. [`config`], [`telemetry`], [`metrics`] and [`tls`]: read once at cold start, logs, metrics
+//!    and the HTTPS clients' crypto; and the ports the use cases ask for: [`store`] (repository traits) and [`llm`] (the
 //!    [`ChatModel`](llm::ChatModel) trait);
 //! 3. use cases: [`sessions`], [`chat`], [`auth`] (API keys), [`health`], [`usage`];
 //! 4. adapters: [`store::dynamo`] (DynamoDB) and [`llm::backends`] (Ollama, OpenAI-compatible);
@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod sessions;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod usage;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

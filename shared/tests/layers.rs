@@ -15,6 +15,7 @@ const PARTS: &[(&str, u8)] = &[
     ("config", 1),
     ("telemetry", 1),
     ("metrics", 1),
+    ("tls", 1),
     ("store", 1),
     ("llm", 1),
     // 2: use cases.

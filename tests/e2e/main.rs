@@ -152,6 +152,7 @@ async fn the_local_runtime_streams_incrementally_and_concurrently() {
     let backends = format!("LLMCHAT_BACKENDS=local=ollama:{},second=openai:{}/v1", llm.url, second.url);
     let watch = start_stack(&dynamodb, &llm.url, &[backends]).await;
     let auth_header = format!("Bearer {}", watch.key);
+    llmchat::tls::install_crypto_provider();
     let client = reqwest::Client::new();
 
     let mut sessions = Vec::new();

@@ -6,9 +6,10 @@
 
 pub mod chat_page;
 
+use std::io::Read;
 use std::sync::Arc;
 
-use lambda_http::http::header::{CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, LOCATION};
+use lambda_http::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use llmchat::http::openapi;
@@ -56,15 +57,20 @@ fn swagger_file(file: &str) -> Result<Response<Body>, ApiError> {
     let config = Arc::new(Config::new(["../openapi.json"]).persist_authorization(true).display_request_duration(true));
     let found = utoipa_swagger_ui::serve(file, config).map_err(|e| ApiError::Internal(e.to_string().into()))?;
     let Some(found) = found else { return Err(ApiError::NotFound("file")) };
-    let body = match String::from_utf8(found.bytes.to_vec()) {
-        Ok(text) if !found.gzpipped => Body::Text(text),
-        _ => Body::Binary(found.bytes.to_vec()),
+    // The assets are stored compressed (a smaller binary) and go out as they
+    // were: text as text, through any API Gateway set-up, no Content-Encoding.
+    let bytes = if found.gzpipped { gunzip(&found.bytes)? } else { found.bytes.into_owned() };
+    let body = match String::from_utf8(bytes) {
+        Ok(text) => Body::Text(text),
+        Err(not_text) => Body::Binary(not_text.into_bytes()),
     };
-    let mut headers = vec![(CACHE_CONTROL.as_str(), "public, max-age=3600")];
-    if found.gzpipped {
-        headers.push((CONTENT_ENCODING.as_str(), "gzip"));
-    }
-    response(StatusCode::OK, &found.content_type, body, &headers)
+    response(StatusCode::OK, &found.content_type, body, &[(CACHE_CONTROL.as_str(), "public, max-age=3600")])
+}
+
+fn gunzip(compressed: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let mut bytes = Vec::with_capacity(compressed.len() * 4);
+    flate2::read::GzDecoder::new(compressed).read_to_end(&mut bytes).map_err(|e| ApiError::Internal(Box::new(e)))?;
+    Ok(bytes)
 }
 
 /// The chat page or one of its files, with the page's content security policy.
@@ -90,6 +96,7 @@ fn response(status: StatusCode, content_type: &str, body: Body, headers: &[(&str
 
 #[cfg(test)]
 mod tests {
+    use lambda_http::Body;
     use lambda_http::http::Method;
     use llmchat::testing::{content_type, json_body, request};
 
@@ -127,7 +134,11 @@ mod tests {
 
         let r = handle(&app, request(Method::GET, "/docs/swagger-ui-bundle.js", None, None)).await.unwrap();
         assert_eq!(r.status(), 200);
-        assert!(r.body().as_ref().len() > 100_000, "the bundle is in the binary");
+        assert!(r.headers().get("content-encoding").is_none(), "served as it was, not compressed");
+        let Body::Text(js) = r.body() else { panic!("the bundle goes out as text") };
+        assert!(js.len() > 1_000_000 && js.contains("SwaggerUIBundle"), "the whole bundle is in the binary");
+        let r = handle(&app, request(Method::GET, "/docs/swagger-ui.css", None, None)).await.unwrap();
+        assert!(matches!(r.body(), Body::Text(css) if css.contains(".swagger-ui")), "the style sheet, as text");
 
         let r = handle(&app, request(Method::GET, "/docs/nope.js", None, None)).await.unwrap();
         assert_eq!(r.status(), 404);

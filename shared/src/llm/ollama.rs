@@ -121,6 +121,7 @@ impl OllamaClient {
     }
 
     pub fn new(name: &str, base_url: &str, connect: Duration, first_token: Duration, idle: Duration) -> Self {
+        crate::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(connect)
             .tcp_nodelay(true)

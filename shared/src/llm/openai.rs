@@ -127,6 +127,7 @@ fn error_message(body: &Value) -> Option<String> {
 
 impl OpenAiClient {
     pub fn from_backend(backend: &BackendConfig, api_key: Option<Secret>) -> Self {
+        crate::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(backend.connect_timeout)
             .tcp_nodelay(true)

@@ -52,7 +52,7 @@ impl DynamoStore {
     /// Builds the SDK client: the default AWS chain when deployed, fixed local
     /// credentials when `endpoint` points at DynamoDB Local.
     pub async fn client_for(endpoint: Option<&str>) -> Client {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        let mut loader = crate::tls::aws_config_loader();
         if let Some(endpoint) = endpoint {
             loader = loader.endpoint_url(endpoint);
             if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
