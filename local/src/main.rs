@@ -178,6 +178,40 @@ async fn watch(rt: Arc<Runtime>, launch: Arc<Launch>, dirs: Vec<PathBuf>, build:
     }
 }
 
+/// A connection that acknowledges what it reads at once. A function streams
+/// its response in small writes, and its runtime client (lambda_runtime's)
+/// leaves Nagle's algorithm on: a write that follows another before that one
+/// is acknowledged waits for the ACK, which Linux may delay by 40 ms. Quick
+/// ACKs keep the runtime from adding that wait to a token.
+struct QuickAck(tokio::net::TcpStream);
+
+impl tokio::io::AsyncRead for QuickAck {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let read = std::pin::Pin::new(&mut self.0).poll_read(cx, buf);
+        if read.is_ready() {
+            // Linux turns quick ACKs off again by itself: set after every read.
+            let _ = socket2::SockRef::from(&self.0).set_tcp_quickack(true);
+        }
+        read
+    }
+}
+
+impl tokio::io::AsyncWrite for QuickAck {
+    fn poll_write(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &[u8]) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
 /// Serves `listener` with `serve` for each request, one task per connection.
 async fn accept<F, Fut, B>(listener: TcpListener, rt: Arc<Runtime>, serve: F)
 where
@@ -194,7 +228,7 @@ where
         tokio::spawn(async move {
             let service = service_fn(move |req| serve(rt.clone(), req));
             // A client that goes away mid-request is no error of ours.
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(QuickAck(stream)), service).await;
         });
     }
 }

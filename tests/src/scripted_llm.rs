@@ -192,6 +192,9 @@ impl ScriptedLlm {
         };
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
+                // As Ollama (Go's net package) and the OpenAI-compatible servers
+                // do: every write goes out at once, never held back for an ACK.
+                let _ = socket.set_nodelay(true);
                 tokio::spawn(serve(socket, dialect, handler.clone(), counters.clone()));
             }
         });
