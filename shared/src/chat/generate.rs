@@ -157,11 +157,15 @@ async fn generate_metered<S: MessageRepository, St: ReplyStream + 'static>(
                     appending = Some(Box::pin(append(store, config, &mut reply, &mut log)));
                 }
             };
-            // An append still under way lands before the final write.
-            if let Some(appending) = appending {
-                let _ = log.record(appending.await);
+            // An append still under way lands before the final write; one that
+            // found the reply no longer this generator's stops it as any would.
+            match appending {
+                Some(appending) => match log.record(appending.await) {
+                    Err(lost @ Stop::Lost { .. }) => lost,
+                    _ => stop,
+                },
+                None => stop,
             }
-            stop
         }
     };
     let timing = Timing { started, first_output, ended: Instant::now() };

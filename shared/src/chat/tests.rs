@@ -509,6 +509,22 @@ async fn a_final_write_refused_for_a_conflict_is_tried_again() {
 }
 
 #[tokio::test]
+async fn an_append_still_under_way_at_the_end_that_finds_the_reply_taken_over_stops_the_generator() {
+    let (app, owner, session) = fixture().await;
+    // 2 KiB at once starts an append; the reply ends while that append is still being written.
+    let script = vec![delta(&"z".repeat(LOG_FLUSH_BYTES)), done()];
+    let store = WriteLog { append_delay: Some(Duration::from_millis(300)), ..write_log(&app) };
+    let pending = begin_new(&app, &ScriptedModel::new(script), &owner, &session, "hi").await;
+    let seq = pending.reply.seq;
+    forge(&app, &session, seq, "SET gen = :v", "another-writer").await;
+    let generated = generate(&store, &app.config, pending, |_| {}).await;
+    assert_eq!(store.appends.lock().unwrap().len(), 1, "one append, under way when the reply ended");
+    assert!(matches!(generated.problem(), Some(ChatError::Superseded)), "{:?}", generated.problem());
+    let stored = app.store.get_message(session.id, seq).await.unwrap().unwrap();
+    assert_eq!((stored.status, stored.content.as_str()), (MessageStatus::Streaming, ""), "nothing was written");
+}
+
+#[tokio::test]
 async fn a_slow_append_holds_no_token_back() {
     let (app, owner, session) = fixture().await;
     let script: Vec<Step> = (0..40).flat_map(|i| [Step::Pause(Duration::from_millis(20)), delta(&format!("{i:>1000}"))]).chain([done()]).collect();
